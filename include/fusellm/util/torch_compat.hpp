@@ -1,0 +1,24 @@
+#pragma once
+// Every difference between LibTorch 1.13 (Debian, CPU) and LibTorch 2.x (CUDA) lives here.
+#include <torch/torch.h>
+#include <torch/version.h>
+
+namespace fusellm::compat {
+
+constexpr bool kTorch2 = TORCH_VERSION_MAJOR >= 2;
+
+// softmax(q·kᵀ·scale + mask)·v for q [B,H,Tq,D], k/v [B,H,Tk,D] (same head count), with an additive
+// float mask broadcastable to [B,H,Tq,Tk]. On LibTorch 2.x this is at::scaled_dot_product_attention
+// (flash / memory-efficient kernels on CUDA); on 1.13 an explicit matmul-softmax-matmul.
+inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& additive_mask, double scale) {
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 1 || TORCH_VERSION_MAJOR >= 3
+  return at::scaled_dot_product_attention(q, k, v, additive_mask, 0.0, false, scale);
+#else
+  auto scores = at::matmul(q, k.transpose(-2, -1)) * scale;
+  if (additive_mask.defined()) scores = scores + additive_mask;
+  return at::matmul(at::softmax(scores, -1), v);
+#endif
+}
+
+}  // namespace fusellm::compat
