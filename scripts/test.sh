@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, configures (Release, Ninja, precompiled LibTorch header),
+# builds everything (library, CLI, tests, benchmarks) and runs the GoogleTest suite through ctest.
+#   BUILD_DIR=build  JOBS=$(nproc)  CMAKE_ARGS="..."  scripts/test.sh [ctest args]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$root/build}
+jobs=${JOBS:-$(nproc)}
+
+need_setup=0
+for tool in cmake ninja pkg-config; do command -v "$tool" >/dev/null || need_setup=1; done
+for pkg in libtorch-dev libgloo-dev libopenblas0-pthread libspdlog-dev libcli11-dev nlohmann-json3-dev \
+           libgtest-dev libbenchmark-dev libpcre2-dev libzstd-dev libxxhash-dev libsentencepiece-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_setup=1
+done
+if [ "$need_setup" = 1 ]; then "$root/scripts/setup.sh"; fi
+
+if [ -d "$root/../shared/data" ]; then
+  echo "test: using test material in $(cd "$root/../shared" && pwd)"
+else
+  echo "test: ../shared not found: tests that need it will be skipped"
+fi
+
+# shellcheck disable=SC2086
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
+cmake --build "$build" -j "$jobs"
+cd "$build"
+ctest --output-on-failure -j "$jobs" --timeout 600 "$@"
