@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "fusellm/util/error.hpp"
 #include "fusellm/util/fs.hpp"
 #include "fusellm/util/torch_pch.hpp"
 
@@ -24,6 +25,8 @@ class CheckpointReader {
   virtual bool contains(const std::string& name) const = 0;
   virtual std::vector<int64_t> shape(const std::string& name) const = 0;
   virtual at::ScalarType dtype(const std::string& name) const = 0;  // as stored
+  // An owned, contiguous copy (never aliasing the file or another tensor); options.dtype applies to
+  // floating tensors only (int/bool buffers of .bin checkpoints keep theirs). Unknown names throw Error.
   virtual at::Tensor load(const std::string& name, const LoadOptions& options) const = 0;
   virtual std::string describe() const = 0;  // e.g. "model.safetensors.index.json (2 shards)"
 };
@@ -32,7 +35,10 @@ class CheckpointReader {
 // index and shard when an index points to a missing file.
 std::unique_ptr<CheckpointReader> open_checkpoint(const fs::path& dir);
 
-// Reads a torch.save zip archive (pytorch_model.bin) into name → tensor (CPU, stored dtype).
+// Reads a torch.save zip archive (pytorch_model.bin) into name → tensor (CPU, stored dtype). The state
+// dict may be a dict or an OrderedDict; tensors sharing a storage (tied weights, views) share memory in
+// the result; non-tensor entries are skipped. Bad or corrupt files throw a one-line Error naming the file.
+// .bin readers of open_checkpoint read every shard at open (a zip archive has no per-tensor lazy path).
 std::map<std::string, at::Tensor> load_torch_bin(const fs::path& path);
 
 // Writes name → tensor with torch.save's zip format (what LibTorch's pickle_save produces), atomically.

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "fusellm/util/error.hpp"
 #include "fusellm/util/fs.hpp"
 #include "fusellm/util/torch_pch.hpp"
 
@@ -21,8 +22,9 @@ struct TensorInfo {
   uint64_t end = 0;
 };
 
-// A validated, memory-mapped safetensors file. Construction checks the header length bounds, JSON,
-// dtype names, shape × dtype size == end − begin, offsets inside the file and not overlapping.
+// A validated, memory-mapped safetensors file. Construction checks the header length bounds (≤ 100 MB),
+// JSON, dtype names, shape × dtype size == end − begin, offsets inside the file and not overlapping;
+// every failure is a one-line Error naming the file (and the tensor).
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const fs::path& path);
@@ -33,7 +35,9 @@ class SafetensorsFile {
   const TensorInfo& info(const std::string& name) const;  // throws Error naming file and tensor
   const std::map<std::string, std::string>& metadata() const;
 
-  // A CPU tensor over the mapped bytes (the mapping stays alive while the tensor does); read-only use.
+  // A CPU tensor over the mapped bytes (the mapping stays alive while the tensor does). The mapping is
+  // read-only: writing into the view crashes, so use load() for anything that is modified. Data not
+  // aligned to its element size (unpadded headers) is copied instead.
   at::Tensor view(const std::string& name) const;
   // An owned copy, converted to `dtype` (if given) and moved to `device`.
   at::Tensor load(const std::string& name, std::optional<at::ScalarType> dtype = std::nullopt,
@@ -58,6 +62,8 @@ void save_safetensors(const fs::path& path, const NamedTensors& tensors,
 std::vector<std::string> save_sharded_safetensors(const fs::path& dir, const NamedTensors& tensors,
                                                   uint64_t max_shard_bytes = 5ull << 30);
 
-std::string dtype_name(at::ScalarType t);  // "F32", "F16", "BF16"
+// The safetensors name of a dtype: "F32", "F16", "BF16" (loadable), "F64", "I64", "I32", "I16", "I8", "U8",
+// "BOOL" (names only; .bin checkpoints may hold such buffers); PyTorch's name for anything else.
+std::string dtype_name(at::ScalarType t);
 
 }  // namespace fusellm::io
