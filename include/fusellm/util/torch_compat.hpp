@@ -17,7 +17,8 @@ inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::
 #else
   auto scores = at::matmul(q, k.transpose(-2, -1)) * scale;
   if (additive_mask.defined()) scores = scores + additive_mask;
-  return at::matmul(at::softmax(scores, -1), v);
+  // Softmax in float32 and cast back, as HF eager attention does for bf16/fp16.
+  return at::matmul(at::softmax(scores, -1, at::kFloat).to(v.scalar_type()), v);
 #endif
 }
 
