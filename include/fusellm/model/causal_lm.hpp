@@ -1,7 +1,10 @@
 #pragma once
 // The causal-LM interface every model family implements. Models keep their weights as plain tensors
 // named exactly as in the HF checkpoint, so loading is a name look-up and saving writes HF layout.
-// Model code knows nothing of parallelism or training; it maps token ids to logits.
+// Model code knows nothing of parallelism or training; it maps token ids to logits. The forward pass is
+// functional (no torch::nn modules): training sets requires_grad on parameters() and may wrap each block
+// through ForwardArgs::block_runner to recompute activations.
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,9 +26,12 @@ struct ModelConfig {
   int64_t num_layers = 0;
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
-  int64_t max_context = 0;      // max_position_embeddings / max_seq_len
+  int64_t head_dim = 0;         // `head_dim` when given, else hidden_size / num_heads
+  int64_t max_context = 0;      // max_position_embeddings / max_seq_len (family default when absent)
   bool tie_word_embeddings = false;
   std::optional<int64_t> bos_token_id, eos_token_id, pad_token_id;
+
+  JsonView view() const { return JsonView(raw, source); }
 };
 
 // Per-layer key/value cache. Tensors are [B, kv_heads, T, head_dim], keys after RoPE (after clip for MPT).
@@ -36,11 +42,18 @@ struct KVCache {
   void clear() { keys.clear(); values.clear(); attention_mask = at::Tensor(); }
 };
 
+// Runs one transformer block: block_runner(layer, block, hidden) must return block(hidden). Training uses
+// it to recompute a block's activations in backward (activation checkpointing); by default it calls block.
+using BlockFn = std::function<at::Tensor(const at::Tensor&)>;
+using BlockRunner = std::function<at::Tensor(int64_t layer, const BlockFn& block, const at::Tensor& hidden)>;
+
 struct ForwardArgs {
   at::Tensor input_ids;         // [B, T] int64
   at::Tensor attention_mask;    // [B, T] 1 = real, 0 = padding (right padding); undefined = all real
   at::Tensor position_ids;      // [B, T]; undefined = past_length + 0..T-1
   KVCache* cache = nullptr;     // when set, attends to and appends to the cache
+  int64_t logits_to_keep = 0;   // forward(): 0 = logits at every position, N = only the last N positions
+  BlockRunner block_runner;     // optional, see BlockRunner
 };
 
 class CausalLM {
@@ -48,24 +61,34 @@ class CausalLM {
   virtual ~CausalLM() = default;
   const ModelConfig& config() const { return config_; }
 
-  // Logits [B, T, vocab] in float32 (whatever the weight dtype).
-  virtual at::Tensor forward(const ForwardArgs& args) = 0;
+  // Logits [B, T, vocab] (or [B, logits_to_keep, vocab]) in float32, whatever the weight dtype.
+  at::Tensor forward(const ForwardArgs& args);
+  // The final-normed hidden states [B, T, hidden] in the weights' dtype, before the LM head.
+  virtual at::Tensor forward_hidden(const ForwardArgs& args) = 0;
+  // LM head on hidden states [..., hidden] → float32 logits [..., vocab] (for chunked losses).
+  virtual at::Tensor logits_from_hidden(const at::Tensor& hidden) = 0;
 
   // Parameters under their HF names (tied weights appear once, under the name the checkpoint uses).
   const io::NamedTensors& parameters() const { return params_; }
   io::NamedTensors& parameters() { return params_; }
   at::Tensor& param(const std::string& name);
+  bool has_param(const std::string& name) const { return param_index_.count(name) > 0; }
   int64_t num_parameters() const;
 
-  // Converts every parameter (floating ones to `dtype`, all to `device`).
+  // Converts every parameter (floating ones to `dtype`, all to `device`); keeps requires_grad.
   void to(std::optional<at::ScalarType> dtype, at::Device device);
   at::Device device() const;
-  at::ScalarType dtype() const;
+  at::ScalarType dtype() const;  // of the first floating parameter
 
  protected:
   explicit CausalLM(ModelConfig config) : config_(std::move(config)) {}
-  // Declares a parameter with its expected shape; loading fills it and checks the shape.
-  void declare(const std::string& name, std::vector<int64_t> shape);
+  // Declares a parameter with its expected shape (a meta-device placeholder until loading fills it).
+  // Returns its index in params_, which stays valid: families read weights through w(index).
+  size_t declare(const std::string& name, std::vector<int64_t> shape);
+  const at::Tensor& w(size_t index) const { return params_[index].second; }
+  // Calls args.block_runner when set, else block(hidden).
+  static at::Tensor run_block(const ForwardArgs& args, int64_t layer, const BlockFn& block,
+                              const at::Tensor& hidden);
 
   ModelConfig config_;
   io::NamedTensors params_;
@@ -73,7 +96,8 @@ class CausalLM {
   friend void load_weights(CausalLM&, const io::CheckpointReader&, const io::LoadOptions&);
 };
 
-// Reads config.json from an HF model directory (common keys, per-family aliases).
+// Reads config.json from an HF model directory (common keys, per-family aliases and defaults).
+// A missing required key is an Error naming config.json and the key.
 ModelConfig read_model_config(const fs::path& dir);
 
 // Fills the declared parameters from a checkpoint: missing tensors are an error listing them all,

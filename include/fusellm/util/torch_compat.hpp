@@ -15,8 +15,10 @@ inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::
 #if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 1 || TORCH_VERSION_MAJOR >= 3
   return at::scaled_dot_product_attention(q, k, v, additive_mask, 0.0, false, scale);
 #else
-  auto scores = at::matmul(q, k.transpose(-2, -1)) * scale;
-  if (additive_mask.defined()) scores = scores + additive_mask;
+  // Scaling q (T·D values) instead of the scores (T·Tk) saves a pass over the largest tensor; the
+  // in-place mask add is autograd-safe because matmul's backward does not read its output.
+  auto scores = at::matmul(q * scale, k.transpose(-2, -1));
+  if (additive_mask.defined()) scores.add_(additive_mask);
   // Softmax in float32 and cast back, as HF eager attention does for bf16/fp16.
   return at::matmul(at::softmax(scores, -1, at::kFloat).to(v.scalar_type()), v);
 #endif
