@@ -56,6 +56,11 @@ class Tokenizer {
   // Content hash (hex) of the files the tokenizer was loaded from: manifests record it.
   const std::string& hash() const { return hash_; }
   const std::string& source() const { return source_; }
+  // Set by the loader (load_tokenizer): where the tokenizer came from and the hash of those files.
+  void set_origin(std::string source, std::string hash) {
+    source_ = std::move(source);
+    hash_ = std::move(hash);
+  }
 
  protected:
   SpecialTokens special_;
