@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <iostream>
+#include <cstdlib>
 #include <map>
+#include <thread>
 
 #include "command.hpp"
 #include "fusellm/util/error.hpp"
@@ -23,6 +25,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->capture_default_str();
+  int threads = 0;
+  app.add_option("--intra-op-threads", threads, "LibTorch intra-op CPU threads (default: OMP_NUM_THREADS, else all cores)");
 
   auto& cmds = cli::commands();
   std::sort(cmds.begin(), cmds.end(), [](auto& a, auto& b) { return a.name < b.name; });
@@ -38,6 +42,9 @@ int main(int argc, char** argv) {
   }
   try {
     set_log_level(log_level);
+    // LibTorch's OpenMP default can be a single thread on small VMs; use every core unless told otherwise.
+    if (threads > 0) at::set_num_threads(threads);
+    else if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     for (auto& [sub, action] : actions) {
       if (sub->parsed()) return action();
     }

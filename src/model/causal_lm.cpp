@@ -1,6 +1,7 @@
 // CausalLM parameter bookkeeping, config.json reading and weight loading.
 #include "fusellm/model/causal_lm.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "fusellm/model/registry.hpp"
@@ -114,6 +115,13 @@ ModelConfig read_model_config(const fs::path& dir) {
   FUSELLM_CHECK(cfg.raw.is_object(), "{}: expected a JSON object", cfg.source);
   const JsonView config(cfg.raw, cfg.source);
   cfg.model_type = config.get<std::string>("model_type");
+  // An unknown family is the first thing to say: its other keys may not follow any known naming.
+  const auto supported = registered_model_types();
+  if (std::find(supported.begin(), supported.end(), cfg.model_type) == supported.end()) {
+    std::string list;
+    for (const auto& t : supported) list += (list.empty() ? "" : ", ") + t;
+    fail("{}: unknown model_type '{}' (supported: {})", cfg.source, cfg.model_type, list);
+  }
 
   const bool mpt = cfg.model_type == "mpt";
   // MPT names its keys after GPT-2 (d_model, n_layers, n_heads, max_seq_len); ask for those first.
