@@ -1,0 +1,32 @@
+#pragma once
+// Loading ../shared/golden/align (official FuseLLM outputs) for the alignment tests.
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/test_paths.hpp"
+#include "fusellm/util/json.hpp"
+
+namespace fusellm::test {
+
+inline std::filesystem::path golden_align_dir() { return shared_dir() / "golden" / "align"; }
+
+inline std::vector<json> read_jsonl(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::vector<json> rows;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) rows.push_back(json::parse(line));
+  return rows;
+}
+
+// The 60 short and 2 long golden texts.
+inline const std::vector<json>& golden_sequences() {
+  static const std::vector<json> rows = [] {
+    auto rows = read_jsonl(golden_align_dir() / "sequences.jsonl");
+    for (auto& r : read_jsonl(golden_align_dir() / "long_sequences.jsonl")) rows.push_back(std::move(r));
+    return rows;
+  }();
+  return rows;
+}
+
+}  // namespace fusellm::test
