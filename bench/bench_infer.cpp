@@ -4,6 +4,7 @@
 //   - every batch padded to max_length with full-vocabulary logits, log_softmax and top-k at every position
 //     (the official FuseLLM recipe's shape of work), compute only;
 // and the store's bytes/token. Usage: bench_infer [corpus_bytes=200000] [max_length=512] [batch_tokens=8192].
+#include "fusellm/util/allocator.hpp"
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +28,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  fusellm::tune_allocator_for_tensors();
   const fs::path shared = fs::path(FUSELLM_SOURCE_DIR).parent_path() / "shared";
   if (!fs::exists(shared / "data")) {
     std::cout << "bench_infer: skipped: ../shared (test material beside the checkout) not found\n";

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "command.hpp"
+#include "fusellm/util/allocator.hpp"
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/log.hpp"
 
@@ -21,6 +22,7 @@ std::vector<Command>& commands() {
 
 int main(int argc, char** argv) {
   using namespace fusellm;
+  tune_allocator_for_tensors();
   CLI::App app{"fusellm: knowledge fusion of large language models (FuseLLM) in C++/LibTorch"};
   app.require_subcommand(1);
   std::string log_level = "info";
