@@ -1,0 +1,63 @@
+#pragma once
+// Where training batches come from. A TrainBatchSource yields, per optimizer step, the global batch of
+// sequences in a deterministic order (seeded shuffling per epoch); its position serializes into the
+// checkpoint so a resumed run sees exactly the batches an uninterrupted run would.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "fusellm/util/json.hpp"
+#include "fusellm/util/torch_pch.hpp"
+
+namespace fusellm::train {
+
+// One micro-batch on one process.
+struct TrainBatch {
+  at::Tensor input_ids;     // [B, T] int64
+  at::Tensor position_ids;  // [B, T] int64, or undefined = 0..T-1
+  at::Tensor labels;        // [B, T] int64, -100 = ignored (shifted inside the loss)
+  std::vector<int64_t> sequence_ids;  // which sequences of the source (for aligned side data, e.g. fusion)
+  int64_t tokens() const { return input_ids.numel(); }
+};
+
+class TrainBatchSource {
+ public:
+  virtual ~TrainBatchSource() = default;
+  virtual int64_t num_sequences() const = 0;
+  virtual int64_t steps_per_epoch(int64_t global_batch) const { return num_sequences() / global_batch; }
+  // The sequence ids of the next optimizer step's global batch (advances the position).
+  virtual std::vector<int64_t> next_global_batch(int64_t global_batch) = 0;
+  // Builds a micro-batch from sequence ids.
+  virtual TrainBatch make_batch(const std::vector<int64_t>& sequence_ids) const = 0;
+  virtual int64_t epoch() const = 0;
+  virtual json position() const = 0;
+  virtual void restore(const json& position) = 0;
+};
+
+// Documents of token ids packed into fixed-length sequences by plain concatenation (the last partial
+// sequence is dropped). Every epoch visits the sequences in a permutation seeded by (seed, epoch); the
+// batches of an epoch are consecutive slices, a trailing partial batch is skipped.
+class PackedSequenceSource : public TrainBatchSource {
+ public:
+  PackedSequenceSource(const std::vector<std::vector<int64_t>>& documents, int64_t max_length, uint64_t seed,
+                       bool restart_positions);
+  int64_t num_sequences() const override { return static_cast<int64_t>(starts_.size()); }
+  std::vector<int64_t> next_global_batch(int64_t global_batch) override;
+  TrainBatch make_batch(const std::vector<int64_t>& sequence_ids) const override;
+  int64_t epoch() const override { return epoch_; }
+  json position() const override;
+  void restore(const json& position) override;
+
+ private:
+  void build_order();
+  std::vector<int64_t> tokens_;      // all documents concatenated
+  std::vector<uint8_t> doc_start_;   // 1 where a document begins
+  std::vector<int64_t> starts_;      // offset of each sequence in tokens_
+  int64_t max_length_;
+  uint64_t seed_;
+  bool restart_positions_;
+  int64_t epoch_ = 0, cursor_ = 0;   // cursor = next index into order_
+  std::vector<int64_t> order_;
+};
+
+}  // namespace fusellm::train

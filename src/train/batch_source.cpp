@@ -1,0 +1,87 @@
+// Packing documents into fixed-length sequences and walking them in a seeded order per epoch.
+#include "fusellm/train/batch_source.hpp"
+
+#include <random>
+
+#include "fusellm/util/error.hpp"
+
+namespace fusellm::train {
+
+PackedSequenceSource::PackedSequenceSource(const std::vector<std::vector<int64_t>>& documents, int64_t max_length,
+                                           uint64_t seed, bool restart_positions)
+    : max_length_(max_length), seed_(seed), restart_positions_(restart_positions) {
+  for (const auto& doc : documents) {
+    if (doc.empty()) continue;
+    doc_start_.push_back(1);
+    doc_start_.resize(doc_start_.size() + doc.size() - 1, 0);
+    tokens_.insert(tokens_.end(), doc.begin(), doc.end());
+  }
+  for (int64_t off = 0; off + max_length_ <= static_cast<int64_t>(tokens_.size()); off += max_length_)
+    starts_.push_back(off);
+  build_order();
+}
+
+// Fisher–Yates with our own index draws: std::shuffle's use of the engine is implementation-defined,
+// and the order must not change with the standard library.
+void PackedSequenceSource::build_order() {
+  order_.resize(starts_.size());
+  for (size_t i = 0; i < order_.size(); ++i) order_[i] = static_cast<int64_t>(i);
+  std::mt19937_64 rng(seed_ * 1000003ull + static_cast<uint64_t>(epoch_));
+  for (size_t i = order_.size(); i > 1; --i) {
+    uint64_t j = rng() % i;
+    std::swap(order_[i - 1], order_[j]);
+  }
+}
+
+std::vector<int64_t> PackedSequenceSource::next_global_batch(int64_t global_batch) {
+  FUSELLM_CHECK(global_batch <= num_sequences(), "global batch {} exceeds the {} packed sequences", global_batch,
+                num_sequences());
+  if (cursor_ + global_batch > num_sequences()) {  // the epoch's partial tail is skipped
+    ++epoch_;
+    cursor_ = 0;
+    build_order();
+  }
+  std::vector<int64_t> ids(order_.begin() + cursor_, order_.begin() + cursor_ + global_batch);
+  cursor_ += global_batch;
+  return ids;
+}
+
+TrainBatch PackedSequenceSource::make_batch(const std::vector<int64_t>& sequence_ids) const {
+  const int64_t b = static_cast<int64_t>(sequence_ids.size()), t = max_length_;
+  at::Tensor ids = at::empty({b, t}, at::kLong);
+  at::Tensor pos = at::empty({b, t}, at::kLong);
+  auto* ip = ids.data_ptr<int64_t>();
+  auto* pp = pos.data_ptr<int64_t>();
+  for (int64_t r = 0; r < b; ++r) {
+    const int64_t off = starts_.at(static_cast<size_t>(sequence_ids[r]));
+    int64_t p = 0;
+    for (int64_t c = 0; c < t; ++c) {
+      if (restart_positions_ && c > 0 && doc_start_[off + c]) p = 0;
+      ip[r * t + c] = tokens_[off + c];
+      pp[r * t + c] = p++;
+    }
+  }
+  TrainBatch batch;
+  batch.input_ids = ids;
+  batch.labels = ids;
+  if (restart_positions_) batch.position_ids = pos;
+  batch.sequence_ids = sequence_ids;
+  return batch;
+}
+
+json PackedSequenceSource::position() const {
+  return json{{"kind", "packed"}, {"epoch", epoch_}, {"cursor", cursor_}, {"sequences", num_sequences()},
+              {"seed", seed_}};
+}
+
+void PackedSequenceSource::restore(const json& position) {
+  FUSELLM_CHECK(position.value("kind", "") == "packed" && position.value("sequences", -1) == num_sequences() &&
+                    position.value("seed", uint64_t(0)) == seed_,
+                "loader position {} does not match this data ({} sequences, seed {}): the data or the seed changed "
+                "since the checkpoint", position.dump(), num_sequences(), seed_);
+  epoch_ = position.at("epoch").get<int64_t>();
+  cursor_ = position.at("cursor").get<int64_t>();
+  build_order();
+}
+
+}  // namespace fusellm::train

@@ -1,0 +1,120 @@
+// Atomic training checkpoints: temp directory → rename → `latest` pointer → rotation.
+#include "fusellm/train/checkpoint.hpp"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "fusellm/util/error.hpp"
+#include "fusellm/util/log.hpp"
+
+namespace fusellm::train {
+
+namespace {
+
+const char* const kModelSideFiles[] = {"config.json", "generation_config.json", "tokenizer.json",
+                                       "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                                       "vocab.json", "merges.txt", "added_tokens.json"};
+
+fs::path checkpoints_dir(const fs::path& output_dir) { return output_dir / "checkpoints"; }
+
+// Test hook: FUSELLM_TRAIN_KILL_IN_SAVE=N kills the process with SIGKILL after checkpoint N's temp
+// directory is complete and before it is renamed into place (the worst moment for a crash).
+void maybe_kill_in_save(int64_t step) {
+  const char* env = std::getenv("FUSELLM_TRAIN_KILL_IN_SAVE");
+  if (env && std::atoll(env) == step) ::kill(::getpid(), SIGKILL);
+}
+
+std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  if (!fs::is_directory(dir)) return out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind("step-", 0) == 0) out.emplace_back(std::atoll(name.c_str() + 5), e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::string checkpoint_name(int64_t step) { return fmt::format("step-{:08d}", step); }
+
+fs::path save_checkpoint(const fs::path& output_dir, const fs::path& model_source, const io::NamedTensors& weights,
+                         const TrainState& state, int64_t keep_last) {
+  const fs::path dir = checkpoints_dir(output_dir);
+  fs::create_directories(dir);
+  // Leftovers of a save that crashed: never pointed to, safe to drop.
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path());
+
+  const std::string name = checkpoint_name(state.step);
+  const fs::path tmp = dir / fmt::format(".tmp-{}-{}", name, ::getpid());
+  fs::create_directories(tmp / "trainer_state");
+  for (const char* file : kModelSideFiles)
+    if (fs::exists(model_source / file)) write_file_atomic(tmp / file, read_file(model_source / file));
+  io::NamedTensors detached;
+  detached.reserve(weights.size());
+  for (const auto& [n, t] : weights) detached.emplace_back(n, t.detach());
+  io::save_sharded_safetensors(tmp, detached);
+
+  io::save_safetensors(tmp / "trainer_state" / "optimizer.safetensors", state.optimizer);
+  if (state.rng_state.defined()) {  // raw bytes: safetensors here holds floating tensors only
+    at::Tensor rng = state.rng_state.contiguous();
+    write_file_atomic(tmp / "trainer_state" / "rng_cpu.bin",
+                      std::string_view(static_cast<const char*>(rng.data_ptr()), rng.nbytes()));
+  }
+  json meta = {{"format", "fusellm.train_state"}, {"version", 1}, {"step", state.step},
+               {"total_steps", state.total_steps}, {"loader", state.loader_position}, {"config", state.config}};
+  write_file_atomic(tmp / "trainer_state" / "state.json", meta.dump(2) + "\n");
+  maybe_kill_in_save(state.step);
+
+  const fs::path final_dir = dir / name;
+  if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a re-save of the same step after a resume
+  fs::rename(tmp, final_dir);
+  write_file_atomic(dir / "latest", name + "\n");
+
+  if (keep_last > 0) {
+    auto all = list_checkpoints(dir);
+    for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i)
+      if (all[i].second != final_dir) fs::remove_all(all[i].second);
+  }
+  return final_dir;
+}
+
+std::optional<fs::path> latest_checkpoint(const fs::path& output_dir) {
+  const fs::path pointer = checkpoints_dir(output_dir) / "latest";
+  if (!fs::exists(pointer)) return std::nullopt;
+  std::string name = read_file(pointer);
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  const fs::path dir = checkpoints_dir(output_dir) / name;
+  FUSELLM_CHECK(fs::is_directory(dir), "{}: points to '{}', which does not exist", pointer.string(), name);
+  return dir;
+}
+
+TrainState load_train_state(const fs::path& checkpoint_dir) {
+  const fs::path state_dir = checkpoint_dir / "trainer_state";
+  const fs::path meta_path = state_dir / "state.json";
+  json meta = json::parse(read_file(meta_path), nullptr, false);
+  FUSELLM_CHECK(!meta.is_discarded() && meta.value("format", "") == "fusellm.train_state",
+                "{}: not a fusellm training state", meta_path.string());
+  TrainState state;
+  state.step = meta.at("step").get<int64_t>();
+  state.total_steps = meta.at("total_steps").get<int64_t>();
+  state.loader_position = meta.at("loader");
+  state.config = meta.value("config", json());
+  io::SafetensorsFile file(state_dir / "optimizer.safetensors");
+  for (const auto& info : file.tensors()) state.optimizer.emplace_back(info.name, file.load(info.name));
+  if (fs::exists(state_dir / "rng_cpu.bin")) {
+    const std::string bytes = read_file(state_dir / "rng_cpu.bin");
+    state.rng_state = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
+    std::memcpy(state.rng_state.data_ptr(), bytes.data(), bytes.size());
+  }
+  return state;
+}
+
+}  // namespace fusellm::train

@@ -1,0 +1,233 @@
+// The training loop. Per optimizer step: take the step's global batch from the source, run this rank's
+// micro-batches (loss / grad_accum backward), average gradients over ranks, clip, AdamW at the scheduled
+// learning rate. Rank 0 logs metrics and writes checkpoints.
+#include "fusellm/train/trainer.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "fusellm/io/checkpoint.hpp"
+#include "fusellm/train/checkpoint.hpp"
+#include "fusellm/train/optimizer.hpp"
+#include "fusellm/util/error.hpp"
+#include "fusellm/util/log.hpp"
+#include "fusellm/util/progress.hpp"
+
+namespace fusellm::train {
+
+at::Tensor clm_loss(model::CausalLM& model, const at::Tensor& hidden, const TrainBatch& batch) {
+  const int64_t t = hidden.size(1);
+  at::Tensor logits = model.logits_from_hidden(hidden.narrow(1, 0, t - 1));  // float32 [B, T-1, V]
+  at::Tensor targets = batch.labels.narrow(1, 1, t - 1).to(logits.device());
+  return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), {},
+                                at::Reduction::Mean, -100);
+}
+
+LossFn make_loss(double lambda, LossFn fusion) {
+  return [lambda, fusion](model::CausalLM& model, const at::Tensor& hidden, const TrainBatch& batch) {
+    LossParts parts;
+    at::Tensor clm = clm_loss(model, hidden, batch);
+    parts.clm = clm.item<double>();
+    if (!fusion) {
+      parts.total = clm;
+      return parts;
+    }
+    LossParts f = fusion(model, hidden, batch);
+    parts.fusion = f.total.item<double>();
+    parts.total = clm * lambda + f.total * (1 - lambda);
+    return parts;
+  };
+}
+
+void check_fits(const TrainConfig& cfg, const model::ModelConfig& model_cfg, int64_t num_sequences, int world_size,
+                const std::string& source) {
+  if (model_cfg.max_context > 0 && cfg.max_length > model_cfg.max_context)
+    fail("{}: train.max_length {} exceeds the target model's context of {} positions ({})", source, cfg.max_length,
+         model_cfg.max_context, model_cfg.source);
+  const int64_t global = cfg.global_batch(world_size);
+  if (num_sequences < global)
+    fail("{}: train: the data packs into {} sequences of {} tokens, fewer than one global batch of {} "
+         "(micro_batch {} × grad_accum {} × {} processes)", source, num_sequences, cfg.max_length, global,
+         cfg.micro_batch, cfg.grad_accum, world_size);
+}
+
+Trainer::Trainer(TrainerOptions options, std::unique_ptr<model::CausalLM> model,
+                 std::unique_ptr<TrainBatchSource> source, LossFn loss)
+    : opt_(std::move(options)), model_(std::move(model)), source_(std::move(source)), loss_(std::move(loss)) {
+  const TrainConfig& cfg = opt_.config;
+  const int world = opt_.reducer ? opt_.reducer->world_size() : 1;
+  // Own, writable copies of the weights (loaded tensors may alias read-only maps), as leaves with grads.
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (auto& [name, t] : model_->parameters()) {
+    if (!at::isFloatingType(t.scalar_type())) continue;
+    t = t.detach().clone().requires_grad_(true);
+    named.emplace_back(name, t);
+    params_.push_back(t);
+  }
+  optimizer_ = std::make_unique<AdamW>(named, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
+  total_steps_ = cfg.max_steps > 0 ? cfg.max_steps : cfg.epochs * source_->steps_per_epoch(cfg.global_batch(world));
+  if (cfg.activation_checkpointing)
+    spdlog::warn("train.activation_checkpointing: not implemented yet (the model's block closures do not outlive "
+                 "forward); training without it");
+}
+
+namespace {
+
+// Test hook: FUSELLM_TRAIN_KILL_AT_STEP=N kills the process with SIGKILL right after optimizer step N.
+void maybe_kill_at_step(int64_t step) {
+  const char* env = std::getenv("FUSELLM_TRAIN_KILL_AT_STEP");
+  if (env && std::atoll(env) == step) ::kill(::getpid(), SIGKILL);
+}
+
+// Keeps only the metric lines of steps already done (a killed run may have logged past its checkpoint).
+void truncate_metrics(const fs::path& path, int64_t last_step) {
+  if (!fs::exists(path)) return;
+  std::istringstream in(read_file(path));
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("step", int64_t(0)) <= last_step) kept += line + "\n";
+  }
+  write_file_atomic(path, kept);
+}
+
+}  // namespace
+
+void Trainer::restore() {
+  auto latest = latest_checkpoint(opt_.config.output_dir);
+  if (!latest) {
+    spdlog::info("--resume: no checkpoint in {}, starting from the beginning", opt_.config.output_dir.string());
+    return;
+  }
+  TrainState state = load_train_state(*latest);
+  FUSELLM_CHECK(state.total_steps == total_steps_,
+                "{}: the checkpoint was made for {} total steps, this run has {}: the config or data changed",
+                latest->string(), state.total_steps, total_steps_);
+  auto reader = io::open_checkpoint(*latest);
+  at::NoGradGuard no_grad;
+  for (auto& [name, t] : model_->parameters()) {
+    if (!t.requires_grad()) continue;
+    t.copy_(reader->load(name, {}));
+  }
+  optimizer_->load_state(state.optimizer, state.step, latest->string());
+  source_->restore(state.loader_position);
+  if (state.rng_state.defined()) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();  // shares the default generator
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state.rng_state);
+  }
+  start_step_ = state.step;
+  spdlog::info("resumed from {} at step {}/{}", latest->string(), start_step_, total_steps_);
+}
+
+void Trainer::save(int64_t step) {
+  TrainState state;
+  state.step = step;
+  state.total_steps = total_steps_;
+  state.loader_position = source_->position();
+  state.config = opt_.config.to_json();
+  state.optimizer = optimizer_->state_tensors();
+  state.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+  fs::path dir = save_checkpoint(opt_.config.output_dir, opt_.model_dir, model_->parameters(), state,
+                                 opt_.config.keep_last);
+  spdlog::info("saved checkpoint {}", dir.string());
+}
+
+StepMetrics Trainer::train_step(int64_t step) {
+  const TrainConfig& cfg = opt_.config;
+  const int rank = opt_.reducer ? opt_.reducer->rank() : 0;
+  const int world = opt_.reducer ? opt_.reducer->world_size() : 1;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<int64_t> global = source_->next_global_batch(cfg.global_batch(world));
+  const int64_t per_rank = cfg.micro_batch * cfg.grad_accum;
+  double loss_sum = 0, clm_sum = 0, fusion_sum = 0, tokens = 0;
+  for (int64_t k = 0; k < cfg.grad_accum; ++k) {
+    auto begin = global.begin() + rank * per_rank + k * cfg.micro_batch;
+    TrainBatch batch = source_->make_batch(std::vector<int64_t>(begin, begin + cfg.micro_batch));
+    model::ForwardArgs args;
+    args.input_ids = batch.input_ids.to(model_->device());
+    if (batch.position_ids.defined()) args.position_ids = batch.position_ids.to(model_->device());
+    at::Tensor hidden = model_->forward_hidden(args);
+    LossParts parts = loss_(*model_, hidden, batch);
+    (parts.total / static_cast<double>(cfg.grad_accum)).backward();
+    loss_sum += parts.total.item<double>();
+    clm_sum += parts.clm;
+    fusion_sum += parts.fusion;
+    tokens += static_cast<double>(batch.tokens());
+  }
+  if (opt_.reducer) {
+    std::vector<at::Tensor> grads;
+    for (auto& p : params_)
+      if (p.grad().defined()) grads.push_back(p.grad());
+    opt_.reducer->average(grads);
+    loss_sum = opt_.reducer->sum(loss_sum);
+    clm_sum = opt_.reducer->sum(clm_sum);
+    fusion_sum = opt_.reducer->sum(fusion_sum);
+    tokens = opt_.reducer->sum(tokens);
+  }
+  const double grad_norm = clip_grad_norm(params_, cfg.clip);
+  const double lr = scheduled_lr(cfg, step, total_steps_);
+  optimizer_->step(lr);
+  optimizer_->zero_grad();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double n = static_cast<double>(cfg.grad_accum * world);
+  return {step + 1, loss_sum / n, clm_sum / n, fusion_sum / n, lr, grad_norm, tokens / std::max(seconds, 1e-9), tokens};
+}
+
+std::vector<StepMetrics> Trainer::run() {
+  const TrainConfig& cfg = opt_.config;
+  const bool main_rank = !opt_.reducer || opt_.reducer->rank() == 0;
+  if (opt_.resume) {
+    restore();
+  } else if (latest_checkpoint(cfg.output_dir)) {
+    fail("{}: holds checkpoints of an earlier run; pass --resume to continue it or choose another train.output_dir",
+         cfg.output_dir.string());
+  }
+  const fs::path metrics_path = cfg.output_dir / "metrics.jsonl";
+  std::ofstream metrics;
+  if (main_rank) {
+    fs::create_directories(cfg.output_dir);
+    if (start_step_ > 0) truncate_metrics(metrics_path, start_step_);
+    metrics.open(metrics_path, start_step_ > 0 ? std::ios::app : std::ios::trunc);
+    FUSELLM_CHECK(metrics.good(), "{}: cannot open for writing", metrics_path.string());
+  }
+  std::unique_ptr<Progress> progress;
+  if (main_rank && !opt_.quiet) {
+    progress = std::make_unique<Progress>("train", static_cast<uint64_t>(total_steps_), "steps", "tok");
+    progress->set_done(static_cast<uint64_t>(start_step_));
+  }
+  std::vector<StepMetrics> done;
+  for (int64_t step = start_step_; step < total_steps_; ++step) {
+    StepMetrics m = train_step(step);
+    done.push_back(m);
+    if (progress) progress->add(1, static_cast<uint64_t>(m.tokens));
+    maybe_kill_at_step(m.step);
+    if (!main_rank) {
+      if (opt_.reducer && ((cfg.save_every > 0 && m.step % cfg.save_every == 0) || m.step == total_steps_))
+        opt_.reducer->barrier();  // wait for rank 0's checkpoint so no rank races ahead of a save
+      continue;
+    }
+    const bool last = m.step == total_steps_;
+    json line = {{"step", m.step}, {"epoch", source_->epoch()}, {"loss", m.loss}, {"clm", m.clm},
+                 {"fusion", m.fusion}, {"lr", m.lr}, {"grad_norm", m.grad_norm}, {"tokens_per_s", m.tokens_per_s}};
+    metrics << line.dump() << "\n";
+    metrics.flush();
+    if (m.step % cfg.log_every == 0 || last)
+      spdlog::info("step {}/{} loss {:.4f} clm {:.4f} fusion {:.4f} lr {:.3e} grad_norm {:.3f} {:.0f} tok/s", m.step,
+                   total_steps_, m.loss, m.clm, m.fusion, m.lr, m.grad_norm, m.tokens_per_s);
+    if ((cfg.save_every > 0 && m.step % cfg.save_every == 0) || last) {
+      save(m.step);
+      if (opt_.reducer) opt_.reducer->barrier();
+    }
+  }
+  if (progress) progress->finish();
+  return done;
+}
+
+}  // namespace fusellm::train

@@ -1,0 +1,250 @@
+// `fusellm train` end to end as child processes: a run killed (SIGKILL) after a step or in the middle of
+// writing a checkpoint and then resumed logs the same per-step losses, bit for bit, and ends with the same
+// weights as an uninterrupted run; two Gloo ranks equal one process with the same global batch; a rank
+// whose peer never comes fails with a clear message; config errors are one clear line before any work.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "common/test_paths.hpp"
+#include "fusellm/io/safetensors.hpp"
+#include "teacher/infer_test_util.hpp"
+
+extern char** environ;
+
+namespace fusellm {
+namespace {
+
+using testing::HasSubstr;
+
+struct Exit {
+  bool killed = false;
+  int code = -1;
+  std::string output;
+};
+
+// Starts the CLI with extra environment variables (launcher variables of our own environment removed).
+pid_t start_cli(const std::vector<std::string>& args, const std::vector<std::string>& env, const fs::path& log) {
+  std::vector<std::string> envs;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string var(*e), name = var.substr(0, var.find('='));
+    if (name == "RANK" || name == "WORLD_SIZE" || name == "LOCAL_RANK" || name == "MASTER_ADDR" ||
+        name == "MASTER_PORT" || name.rfind("SLURM_", 0) == 0 || name.rfind("OMPI_COMM_WORLD", 0) == 0 ||
+        name.rfind("FUSELLM_TRAIN_", 0) == 0)
+      continue;
+    envs.push_back(var);
+  }
+  envs.insert(envs.end(), env.begin(), env.end());
+  std::vector<std::string> argv_s = {test::cli_path()};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    std::vector<char*> argv, envp;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : envs) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+Exit finish(pid_t pid, const fs::path& log) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  Exit e;
+  e.killed = WIFSIGNALED(status);
+  e.code = e.killed ? WTERMSIG(status) : WEXITSTATUS(status);
+  e.output = test::bytes_of(log);
+  return e;
+}
+
+Exit run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env, const fs::path& log) {
+  return finish(start_cli(args, env, log), log);
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+struct Fixture {
+  fs::path dir, corpus, chunks;
+  explicit Fixture(const std::string& name) : dir(test::scratch_dir(name)) {
+    corpus = test::write_small_corpus(dir, 6000);
+    chunks = dir / "chunks";
+    auto tokenizer = tok::load_tokenizer(test::stories_model_dir());
+    test::make_chunk_dataset(chunks, corpus, *tokenizer, 64, true, true);
+  }
+  // A config whose train section is `train` plus output_dir = dir/<name>.
+  std::string config(const std::string& name, json train) const {
+    train["output_dir"] = (dir / name).string();
+    json c = {{"models", json::array({{{"name", "stories"}, {"path", test::stories_model_dir().string()},
+                                       {"role", "target"}}})},
+              {"data", {{"corpus", corpus.string()}, {"txt_mode", "separator"}, {"chunk_dir", chunks.string()},
+                        {"max_length", 64}}},
+              {"train", train}};
+    const fs::path file = dir / (name + ".json");
+    std::ofstream(file) << c.dump(2) << "\n";
+    return file.string();
+  }
+};
+
+json base_train() {
+  return {{"lr", 3e-3}, {"warmup_steps", 2}, {"max_steps", 12}, {"micro_batch", 2}, {"grad_accum", 2},
+          {"max_length", 32}, {"save_every", 4}, {"keep_last", 2}, {"log_every", 4}, {"weight_decay", 0.01}};
+}
+
+// Per-step losses from metrics.jsonl, in order.
+std::vector<std::pair<int64_t, double>> losses(const fs::path& out) {
+  std::vector<std::pair<int64_t, double>> v;
+  std::istringstream in(read_file(out / "metrics.jsonl"));
+  std::string line;
+  while (std::getline(in, line)) {
+    json j = json::parse(line);
+    v.emplace_back(j["step"].get<int64_t>(), j["loss"].get<double>());
+  }
+  return v;
+}
+
+std::vector<std::string> train_args(const std::string& config, bool resume = false) {
+  std::vector<std::string> a = {"train", "--config", config, "--no-progress"};
+  if (resume) a.push_back("--resume");
+  return a;
+}
+
+TEST(TrainCli, KilledRunsResumeBitIdentically) {
+  FUSELLM_REQUIRE_SHARED();
+  Fixture fx("train_cli_resume");
+  Exit ref = run_cli(train_args(fx.config("ref", base_train())), {}, fx.dir / "ref.log");
+  ASSERT_EQ(ref.code, 0) << ref.output;
+  const auto want = losses(fx.dir / "ref");
+  ASSERT_EQ(want.size(), 12u);
+  const std::string final_weights = test::bytes_of(fx.dir / "ref" / "checkpoints" / "step-00000012" / "model.safetensors");
+
+  struct Kill { std::string name, env; std::string latest_after; };
+  for (const Kill& k : {Kill{"after_step", "FUSELLM_TRAIN_KILL_AT_STEP=10", "step-00000008"},
+                        Kill{"in_save", "FUSELLM_TRAIN_KILL_IN_SAVE=8", "step-00000004"}}) {
+    SCOPED_TRACE(k.name);
+    const std::string config = fx.config(k.name, base_train());
+    Exit killed = run_cli(train_args(config), {k.env}, fx.dir / (k.name + ".log"));
+    ASSERT_TRUE(killed.killed) << killed.output;
+    EXPECT_EQ(killed.code, SIGKILL);
+    EXPECT_EQ(read_file(fx.dir / k.name / "checkpoints" / "latest"), k.latest_after + "\n");
+    Exit resumed = run_cli(train_args(config, true), {}, fx.dir / (k.name + "_resume.log"));
+    ASSERT_EQ(resumed.code, 0) << resumed.output;
+    EXPECT_THAT(resumed.output, HasSubstr("resumed from"));
+    const auto got = losses(fx.dir / k.name);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].first, want[i].first);
+      EXPECT_EQ(got[i].second, want[i].second) << "step " << got[i].first;  // bit for bit
+    }
+    EXPECT_TRUE(test::bytes_of(fx.dir / k.name / "checkpoints" / "step-00000012" / "model.safetensors") ==
+                final_weights);
+    EXPECT_FALSE(fs::exists(fx.dir / k.name / "checkpoints" / "step-00000004"));  // keep_last = 2
+  }
+  // The loss fell over the run.
+  EXPECT_LT(want.back().second, want.front().second);
+  // Without --resume an existing run is not overwritten.
+  Exit again = run_cli(train_args(fx.config("ref", base_train())), {}, fx.dir / "again.log");
+  EXPECT_EQ(again.code, 1);
+  EXPECT_THAT(again.output, HasSubstr("pass --resume"));
+}
+
+TEST(TrainCli, TwoGlooRanksEqualOneProcess) {
+  FUSELLM_REQUIRE_SHARED();
+  Fixture fx("train_cli_gloo");
+  json one = base_train();
+  one["max_steps"] = 6;
+  one["micro_batch"] = 4;
+  one["grad_accum"] = 1;
+  one["save_every"] = 0;
+  // A small step: Adam's update of a near-zero gradient is sensitive to the summation order, which two
+  // ranks change; differences scale with lr.
+  one["lr"] = 1e-3;
+  Exit single = run_cli(train_args(fx.config("one", one)), {}, fx.dir / "one.log");
+  ASSERT_EQ(single.code, 0) << single.output;
+
+  json two = one;
+  two["micro_batch"] = 2;  // × 2 ranks: the same global batch of 4
+  const std::string config = fx.config("two", two);
+  const std::string port = "MASTER_PORT=" + std::to_string(free_port());
+  std::vector<pid_t> pids;
+  for (int r = 0; r < 2; ++r)
+    pids.push_back(start_cli(train_args(config),
+                             {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r), "WORLD_SIZE=2",
+                              "MASTER_ADDR=127.0.0.1", port},
+                             fx.dir / ("rank" + std::to_string(r) + ".log")));
+  for (int r = 0; r < 2; ++r) {
+    Exit e = finish(pids[r], fx.dir / ("rank" + std::to_string(r) + ".log"));
+    ASSERT_EQ(e.code, 0) << "rank " << r << ": " << e.output;
+  }
+  const auto a = losses(fx.dir / "one"), b = losses(fx.dir / "two");
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i].second, b[i].second, 1e-5) << "step " << a[i].first;
+  io::SafetensorsFile wa(fx.dir / "one" / "checkpoints" / "step-00000006" / "model.safetensors");
+  io::SafetensorsFile wb(fx.dir / "two" / "checkpoints" / "step-00000006" / "model.safetensors");
+  ASSERT_EQ(wa.tensors().size(), wb.tensors().size());
+  for (const auto& info : wa.tensors()) {
+    const double diff = (wa.load(info.name) - wb.load(info.name)).abs().max().item<double>();
+    EXPECT_LE(diff, 1e-5) << info.name;
+  }
+}
+
+TEST(TrainCli, MissingPeerTimesOutWithClearMessage) {
+  FUSELLM_REQUIRE_SHARED();
+  Fixture fx("train_cli_dead_peer");
+  json t = base_train();
+  t["dist_timeout_s"] = 3;
+  Exit e = run_cli(train_args(fx.config("alone", t)),
+                   {"RANK=0", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(free_port())},
+                   fx.dir / "alone.log");
+  EXPECT_EQ(e.code, 1) << e.output;
+  EXPECT_THAT(e.output, HasSubstr("data parallel: rank 0/2"));
+}
+
+TEST(TrainCli, ConfigErrorsAreClearAndEarly) {
+  FUSELLM_REQUIRE_SHARED();
+  Fixture fx("train_cli_config");
+  json typo = base_train();
+  typo["warmup_ratoi"] = 0.1;
+  Exit e = run_cli(train_args(fx.config("typo", typo)), {}, fx.dir / "typo.log");
+  EXPECT_EQ(e.code, 1);
+  EXPECT_THAT(e.output, HasSubstr("train.warmup_ratoi: unknown key (did you mean 'warmup_ratio'?)"));
+  json bad_type = base_train();
+  bad_type["micro_batch"] = "two";
+  e = run_cli(train_args(fx.config("bad_type", bad_type)), {}, fx.dir / "bad_type.log");
+  EXPECT_EQ(e.code, 1);
+  EXPECT_THAT(e.output, HasSubstr("train.micro_batch: expected an integer > 0"));
+  json too_long = base_train();
+  too_long["max_length"] = 1024;
+  e = run_cli(train_args(fx.config("too_long", too_long)), {}, fx.dir / "too_long.log");
+  EXPECT_EQ(e.code, 1);
+  EXPECT_THAT(e.output, HasSubstr("train.max_length 1024 exceeds the target model's context of 512"));
+  EXPECT_FALSE(fs::exists(fx.dir / "too_long"));  // refused before any work
+}
+
+}  // namespace
+}  // namespace fusellm

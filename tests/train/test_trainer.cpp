@@ -1,0 +1,147 @@
+// The trainer on stories260K: the CLM loss falls; resuming from a checkpoint repeats an uninterrupted
+// run's later steps bit for bit; a checkpoint reloads through load_model with identical logits.
+#include <gtest/gtest.h>
+
+#include "fusellm/model/causal_lm.hpp"
+#include "fusellm/train/checkpoint.hpp"
+#include "fusellm/train/trainer.hpp"
+#include "train/train_test_util.hpp"
+
+namespace fusellm::train {
+namespace {
+
+TrainConfig small_config(const fs::path& out) {
+  TrainConfig c;
+  c.lr = 5e-3;
+  c.weight_decay = 0.01;
+  c.warmup_steps = 2;
+  c.max_steps = 20;
+  c.micro_batch = 2;
+  c.grad_accum = 2;
+  c.max_length = 32;
+  c.save_every = 5;
+  c.keep_last = 0;
+  c.log_every = 100;
+  c.output_dir = out;
+  return c;
+}
+
+std::unique_ptr<Trainer> make_trainer(const TrainConfig& cfg, bool resume,
+                                      const std::vector<std::vector<int64_t>>& docs) {
+  at::manual_seed(cfg.seed);
+  io::LoadOptions load;
+  load.dtype = at::kFloat;
+  TrainerOptions o;
+  o.config = cfg;
+  o.model_dir = test::stories_dir();
+  o.resume = resume;
+  o.quiet = true;
+  return std::make_unique<Trainer>(o, model::load_model(test::stories_dir(), load),
+                                   std::make_unique<PackedSequenceSource>(docs, cfg.max_length, cfg.seed, false),
+                                   make_loss(cfg.lambda));
+}
+
+TEST(Trainer, LossFallsResumeIsExactAndCheckpointReloads) {
+  FUSELLM_REQUIRE_SHARED();
+  const auto docs = test::shakespeare_documents(6000);
+  const fs::path out = test::scratch_dir("trainer_run");
+  TrainConfig cfg = small_config(out);
+  auto trainer = make_trainer(cfg, false, docs);
+  std::vector<StepMetrics> full = trainer->run();
+  ASSERT_EQ(full.size(), 20u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) first += full[i].loss / 5, last += full[15 + i].loss / 5;
+  EXPECT_LT(last, first - 0.5) << "loss did not fall: first steps " << first << ", last steps " << last;
+  for (const auto& m : full) EXPECT_TRUE(std::isfinite(m.grad_norm));
+
+  // The final checkpoint is an HF directory that load_model reads, with the trained weights exactly.
+  auto latest = latest_checkpoint(out);
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(latest->filename().string(), checkpoint_name(20));
+  EXPECT_TRUE(fs::exists(*latest / "config.json"));
+  EXPECT_TRUE(fs::exists(*latest / "tokenizer.model"));
+  auto reloaded = model::load_model(*latest);
+  model::ForwardArgs args;
+  args.input_ids = at::tensor(std::vector<int64_t>(docs[0].begin(), docs[0].begin() + 16)).unsqueeze(0);
+  at::Tensor want, got;
+  {
+    at::NoGradGuard no_grad;
+    want = trainer->model().forward(args);
+    got = reloaded->forward(args);
+  }
+  EXPECT_TRUE(at::equal(want, got));
+  // …and differs from the untrained model (the weights did move).
+  auto untrained = model::load_model(test::stories_dir());
+  {
+    at::NoGradGuard no_grad;
+    EXPECT_FALSE(at::allclose(untrained->forward(args), got));
+  }
+
+  // Resume from step 10 (pointing `latest` back there): steps 11..20 repeat bit for bit.
+  write_file_atomic(out / "checkpoints" / "latest", checkpoint_name(10) + "\n");
+  auto resumed = make_trainer(cfg, true, docs);
+  std::vector<StepMetrics> tail = resumed->run();
+  ASSERT_EQ(tail.size(), 10u);
+  for (size_t i = 0; i < tail.size(); ++i) {
+    EXPECT_EQ(tail[i].step, full[10 + i].step);
+    EXPECT_EQ(tail[i].loss, full[10 + i].loss) << "step " << tail[i].step;
+    EXPECT_EQ(tail[i].grad_norm, full[10 + i].grad_norm) << "step " << tail[i].step;
+  }
+  for (size_t i = 0; i < trainer->model().parameters().size(); ++i)
+    EXPECT_TRUE(at::equal(trainer->model().parameters()[i].second, resumed->model().parameters()[i].second))
+        << trainer->model().parameters()[i].first;
+
+  // Starting again without --resume over existing checkpoints is refused.
+  EXPECT_THROW(make_trainer(cfg, false, docs)->run(), Error);
+}
+
+TEST(Checkpoint, RotationKeepsLastAndIgnoresCrashedTemp) {
+  const fs::path out = test::scratch_dir("ckpt_rotation");
+  io::NamedTensors weights = {{"w", at::ones({2})}};
+  fs::create_directories(out / "checkpoints" / ".tmp-step-00000009-1");  // a crashed save's leftovers
+  for (int64_t step : {1, 2, 3}) {
+    TrainState s;
+    s.step = step;
+    s.total_steps = 3;
+    s.loader_position = json{{"x", step}};
+    s.optimizer = {{"exp_avg.w", at::full({2}, static_cast<double>(step))}};
+    save_checkpoint(out, out / "no_model_files_here", weights, s, 2);
+  }
+  EXPECT_FALSE(fs::exists(out / "checkpoints" / checkpoint_name(1)));
+  EXPECT_TRUE(fs::exists(out / "checkpoints" / checkpoint_name(2)));
+  EXPECT_FALSE(fs::exists(out / "checkpoints" / ".tmp-step-00000009-1"));
+  TrainState back = load_train_state(*latest_checkpoint(out));
+  EXPECT_EQ(back.step, 3);
+  EXPECT_EQ(back.loader_position["x"], 3);
+  ASSERT_EQ(back.optimizer.size(), 1u);
+  EXPECT_TRUE(at::equal(back.optimizer[0].second, at::full({2}, 3.0)));
+}
+
+TEST(PackedSequenceSource, EveryEpochVisitsEachSequenceOnceAndPositionsRestart) {
+  std::vector<std::vector<int64_t>> docs = {{1, 2, 3}, {4, 5, 6, 7, 8}, {9, 10, 11, 12}};  // 12 tokens
+  PackedSequenceSource src(docs, 4, 7, true);
+  ASSERT_EQ(src.num_sequences(), 3);
+  std::vector<int64_t> seen;
+  for (int i = 0; i < 3; ++i) {
+    auto b = src.next_global_batch(1);
+    seen.push_back(b[0]);
+  }
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_EQ(src.epoch(), 0);
+  json pos = src.position();
+  auto next = src.next_global_batch(2);
+  EXPECT_EQ(src.epoch(), 1);
+  PackedSequenceSource again(docs, 4, 7, true);
+  again.restore(pos);
+  EXPECT_EQ(again.next_global_batch(2), next);
+  TrainBatch b = src.make_batch({0, 1});
+  // Sequence 0 = tokens 1 2 3 | 4 (a document starts at 4), sequence 1 = 5 6 7 8.
+  EXPECT_TRUE(at::equal(b.input_ids, at::tensor(std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8}).view({2, 4})));
+  EXPECT_TRUE(at::equal(b.position_ids, at::tensor(std::vector<int64_t>{0, 1, 2, 0, 0, 1, 2, 3}).view({2, 4})));
+  PackedSequenceSource other_seed(docs, 4, 8, true);
+  EXPECT_THROW(other_seed.restore(pos), Error);
+}
+
+}  // namespace
+}  // namespace fusellm::train
