@@ -3,6 +3,7 @@
 #include <map>
 
 #include "command.hpp"
+#include "inspect_aligned.hpp"
 #include "inspect_store.hpp"
 #include "fusellm/io/checkpoint.hpp"
 #include "fusellm/io/safetensors.hpp"
@@ -84,6 +85,7 @@ cli::Action setup(CLI::App& app) {
     fs::path p(*path);
     FUSELLM_CHECK(fs::exists(p), "{}: no such file or directory", p.string());
     FUSELLM_CHECK(fs::is_directory(p), "{}: not a directory", p.string());
+    if (cli::is_aligned_store_dir(p)) return cli::inspect_aligned_store(p, *as_json);
     if (cli::is_logit_store(p))
       return cli::inspect_logit_store(p, *as_json, dump_opt->count() ? std::optional<uint64_t>(*dump) : std::nullopt);
     if (fs::exists(p / "config.json")) return inspect_model(p, *as_json);
