@@ -1,4 +1,4 @@
-// Reading and writing the safetensors format (layout in docs/formats.d/checkpoints.md).
+// Reading and writing the safetensors format (layout in docs/formats.md).
 #include "fusellm/io/safetensors.hpp"
 
 #include <algorithm>

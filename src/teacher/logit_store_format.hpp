@@ -1,6 +1,6 @@
 #pragma once
 // Internal: the logit store's binary shard layout and JSON pieces shared by the writer, merge and reader.
-// The layout is documented in docs/formats.d/logit_store.md; keep the two in step.
+// The layout is documented in docs/formats.md; keep the two in step.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -1,4 +1,4 @@
-// Loads a Hugging Face tokenizer.json (see docs/formats.d/hf_tokenizer.md for what is supported).
+// Loads a Hugging Face tokenizer.json (see docs/formats.md for what is supported).
 #include "fusellm/util/json.hpp"
 #include "hf_tokenizer.hpp"
 #include "hf_tokenizer_impl.hpp"

@@ -58,7 +58,7 @@ class HfTokenizer : public Tokenizer {
   std::vector<std::pair<uint16_t, uint16_t>> edge_spaces_;
 };
 
-// Content hash of files already read, as load_tokenizer computes it (docs/formats.d/tokenizers.md):
+// Content hash of files already read, as load_tokenizer computes it (docs/formats.md):
 // XXH3-64 over, per file, its name + NUL + size (uint64 little-endian) + bytes; 16 hex digits.
 std::string hash_files(const std::vector<std::pair<std::string, const std::string*>>& named_contents);
 

@@ -4,7 +4,7 @@
 // target ids at each target position, the per-position cross-entropy mapped onto target positions and the
 // source's chunk CE; per source the alignment statistics. Each source is kept as a logit store over the
 // target vocabulary plus one (so the logit store's writer, resume, rank parts, merge and reader are reused)
-// with a JSON side file per shard holding the chunk CEs and statistics. Format: docs/formats.d/aligned_store.md.
+// with a JSON side file per shard holding the chunk CEs and statistics. Format: docs/formats.md.
 #include <cstdint>
 #include <map>
 #include <memory>

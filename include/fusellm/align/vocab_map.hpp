@@ -48,7 +48,7 @@ std::string vocab_map_official_json(const VocabMap& map, const Vocabulary& sourc
 // Python json.dumps of one string with ensure_ascii=True.
 std::string python_json_string(std::string_view utf8);
 
-// Disk cache (format: docs/formats.d/align.md). The cache key is both tokenizer hashes, both vocabulary
+// Disk cache (format: docs/formats.md). The cache key is both tokenizer hashes, both vocabulary
 // sizes and the method; a file whose key differs is ignored with a warning and rebuilt, a corrupt one
 // (bad magic/checksum) likewise.
 struct VocabMapKey {

@@ -3,7 +3,7 @@
 // of JSONL shards (one chunk per line: id, document id, part, number of parts, text) and manifest.json,
 // written last and atomically: without it the directory is an unfinished dataset. The manifest records the
 // settings the chunks depend on (corpus content hashes, tokenizer hashes and budgets, max_length, margin),
-// per-shard XXH3-64 checksums and the dataset hash later stages record. Format: docs/formats.d/chunk_dataset.md.
+// per-shard XXH3-64 checksums and the dataset hash later stages record. Format: docs/formats.md.
 #include <cstdint>
 #include <memory>
 #include <optional>

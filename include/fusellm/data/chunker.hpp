@@ -3,7 +3,7 @@
 // split_long_text, made tokenizer-agnostic). A chunk's text, tokenized on its own by each tokenizer, has at
 // most that tokenizer's budget of tokens (max_length - margin - the special tokens infer adds). Cuts are
 // placed where every tokenizer has a token boundary, so the chunks tokenize (almost) as the document
-// does; the chunks of a document concatenate back to it byte for byte. Algorithm: docs/formats.d/chunk_dataset.md.
+// does; the chunks of a document concatenate back to it byte for byte. Algorithm: docs/formats.md.
 #include <cstddef>
 #include <cstdint>
 #include <string>

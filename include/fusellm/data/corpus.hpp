@@ -3,7 +3,7 @@
 // field) and plain text (.txt, cut into documents by TxtMode), each optionally compressed (.gz, .zst); given
 // as files, directories (searched recursively) or glob patterns. Files are read in sorted order and every
 // document carries a stable id, so two reads of the same corpus give the same ids in the same order.
-// Format reference: docs/formats.d/config.md ("Corpus").
+// Format reference: docs/formats.md ("Corpus").
 #include <cstdint>
 #include <memory>
 #include <string>

@@ -3,7 +3,7 @@
 // top-k log-probabilities and the log-prob of the actual next token in a logit store (logit_store.hpp).
 // Chunks are batched by length (no padding to max_length), the forward pass runs on the model's device, only
 // the top-k values come back to the host, and a writer thread stores them while the next batch computes.
-// Resumable per shard; data-parallel over ranks through files only. Reference: docs/formats.d/infer.md.
+// Resumable per shard; data-parallel over ranks through files only. Reference: docs/formats.md.
 #include <cstdint>
 #include <functional>
 #include <optional>

@@ -3,7 +3,7 @@
 // position: the input token id, the log-prob of the actual next token, and the top-k ids and log-probs; per
 // chunk: the mean cross-entropy. Stored compactly (u16 ids when the vocabulary allows, fp16/bf16 log-probs),
 // written resumably by one writer per rank and read back through mmap. On-disk format:
-// docs/formats.d/logit_store.md.
+// docs/formats.md.
 #include <cstddef>
 #include <cstdint>
 #include <fstream>

@@ -3,7 +3,7 @@
 // (config.json, sharded safetensors, tokenizer files) plus trainer_state/ (optimizer moments, scheduler
 // step, loader position, RNG state). Written into a temp directory, renamed into place, then the `latest`
 // pointer file is replaced: a crash at any point leaves the previous checkpoint usable.
-// Format: docs/formats.d/train_checkpoint.md.
+// Format: docs/formats.md.
 #include <cstdint>
 #include <optional>
 #include <string>

@@ -1,7 +1,7 @@
 #pragma once
 // The `train` section of the experiment config: optimizer, schedule, batch geometry, checkpointing.
 // Parsing reports every problem at once with its key path ("train.warmup_ratio: …") and suggests the
-// nearest known key for an unknown one (a likely typo). Reference: docs/formats.d/train_checkpoint.md.
+// nearest known key for an unknown one (a likely typo). Reference: docs/formats.md.
 #include <cstdint>
 #include <string>
 

@@ -2,7 +2,7 @@
 // The experiment config: one JSON file (comments allowed) naming the models, the corpus and the settings of
 // each pipeline stage. Loading validates everything at once and reports every problem with its key path
 // ("experiment.json: models[1].role: expected 'source' or 'target', got 'teacher'"); relative paths are
-// resolved against the config file's directory. Reference: docs/formats.d/config.md.
+// resolved against the config file's directory. Reference: docs/formats.md.
 #include <cstdint>
 #include <map>
 #include <optional>
