@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <sys/wait.h>
 
+#include "common/run_cli.hpp"
 #include "common/test_paths.hpp"
 #include "fusellm/util/fs.hpp"
 #include "fusellm/util/json.hpp"
@@ -16,22 +17,8 @@ using testing::HasSubstr;
 
 namespace {
 
-struct CliResult {
-  int status;
-  std::string output;  // stdout and stderr
-};
-
-CliResult run_cli(const std::string& args) {
-  const std::string command = test::cli_path() + " " + args + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  CliResult r{-1, ""};
-  std::array<char, 4096> buf;
-  for (size_t n; (n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0;) r.output.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using test::CliResult;
+using test::run_cli;
 
 std::string llama_dir() { return (test::shared_dir() / "data/tokenizers/llama2").string(); }
 

@@ -13,67 +13,20 @@
 #include <cstring>
 #include <thread>
 
+#include "common/run_cli.hpp"
 #include "common/test_paths.hpp"
 #include "fusellm/teacher/logit_store.hpp"
 #include "teacher/infer_test_util.hpp"
-
-extern char** environ;
 
 namespace fusellm {
 namespace {
 
 using testing::HasSubstr;
 
-struct Exit {
-  bool killed = false;  // ended by a signal
-  int code = -1;        // exit code, or the signal number when killed
-  std::string output;   // stdout + stderr
-};
-
-// Starts the CLI with `args` and extra environment variables (launcher variables of the test's own
-// environment removed first); output goes to `log`.
-pid_t spawn_cli(const std::vector<std::string>& args, const std::vector<std::string>& env, const fs::path& log) {
-  std::vector<std::string> envs;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string var(*e);
-    const std::string name = var.substr(0, var.find('='));
-    if (name == "RANK" || name == "WORLD_SIZE" || name == "LOCAL_RANK" || name.rfind("SLURM_", 0) == 0 ||
-        name.rfind("OMPI_COMM_WORLD", 0) == 0 || name.rfind("FUSELLM_TEST_", 0) == 0)
-      continue;
-    envs.push_back(var);
-  }
-  envs.insert(envs.end(), env.begin(), env.end());
-  std::vector<std::string> argv_s = {test::cli_path()};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    std::vector<char*> argv, envp;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : envs) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-Exit wait_cli(pid_t pid, const fs::path& log) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  Exit e;
-  e.killed = WIFSIGNALED(status);
-  e.code = e.killed ? WTERMSIG(status) : WEXITSTATUS(status);
-  e.output = test::bytes_of(log);
-  return e;
-}
-
-Exit run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env, const fs::path& log) {
-  return wait_cli(spawn_cli(args, env, log), log);
-}
+using test::Exit;
+using test::spawn_cli;
+using test::wait_cli;
+const auto run_cli = test::run_cli_env;
 
 // A small chunk dataset (made through the prepare API) and configs pointing at it, one store directory each.
 struct Fixture {

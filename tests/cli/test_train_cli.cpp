@@ -15,66 +15,20 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/run_cli.hpp"
 #include "common/test_paths.hpp"
 #include "fusellm/io/safetensors.hpp"
 #include "teacher/infer_test_util.hpp"
-
-extern char** environ;
 
 namespace fusellm {
 namespace {
 
 using testing::HasSubstr;
 
-struct Exit {
-  bool killed = false;
-  int code = -1;
-  std::string output;
-};
-
-// Starts the CLI with extra environment variables (launcher variables of our own environment removed).
-pid_t start_cli(const std::vector<std::string>& args, const std::vector<std::string>& env, const fs::path& log) {
-  std::vector<std::string> envs;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string var(*e), name = var.substr(0, var.find('='));
-    if (name == "RANK" || name == "WORLD_SIZE" || name == "LOCAL_RANK" || name == "MASTER_ADDR" ||
-        name == "MASTER_PORT" || name.rfind("SLURM_", 0) == 0 || name.rfind("OMPI_COMM_WORLD", 0) == 0 ||
-        name.rfind("FUSELLM_TRAIN_", 0) == 0)
-      continue;
-    envs.push_back(var);
-  }
-  envs.insert(envs.end(), env.begin(), env.end());
-  std::vector<std::string> argv_s = {test::cli_path()};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    std::vector<char*> argv, envp;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : envs) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-Exit finish(pid_t pid, const fs::path& log) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  Exit e;
-  e.killed = WIFSIGNALED(status);
-  e.code = e.killed ? WTERMSIG(status) : WEXITSTATUS(status);
-  e.output = test::bytes_of(log);
-  return e;
-}
-
-Exit run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env, const fs::path& log) {
-  return finish(start_cli(args, env, log), log);
-}
+using test::Exit;
+const auto start_cli = test::spawn_cli;
+const auto finish = test::wait_cli;
+const auto run_cli = test::run_cli_env;
 
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
