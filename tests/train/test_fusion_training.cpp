@@ -1,0 +1,191 @@
+// Fusion training on an aligned store: stories260K trained on λ·CLM + (1−λ)·fusion. The store is written with
+// the aligned-store writer: a "teacher" source whose top-1 is the true next token (a one-hot logit of 1.0, the
+// align fallback) and a "noise" source (values descending, the order the store keeps) with fixed unrelated ids and a higher chunk CE (so minCE picks the
+// teacher). Checks the batch tensors against the written records, that the fused loss is finite and falls,
+// and that λ = 1 reproduces the CLM-only run exactly.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "fusellm/align/aligned_store.hpp"
+#include "fusellm/model/causal_lm.hpp"
+#include "fusellm/train/aligned_source.hpp"
+#include "fusellm/train/trainer.hpp"
+#include "train/train_test_util.hpp"
+
+namespace fusellm::train {
+namespace {
+
+constexpr uint32_t kVocab = 512, kSlots = 3;
+
+std::vector<std::vector<int64_t>> chunks_for_test() {
+  std::vector<std::vector<int64_t>> chunks;
+  for (auto& doc : test::shakespeare_documents(6000)) {
+    if (doc.size() < 6) continue;
+    if (doc.size() > 32) doc.resize(32);
+    chunks.push_back(doc);
+    if (chunks.size() == 16) break;
+  }
+  return chunks;
+}
+
+void write_source(const fs::path& dir, const std::string& name, const std::vector<std::vector<int64_t>>& chunks,
+                  bool teacher) {
+  teacher::StoreInfo base;
+  base.model_name = name;
+  base.model_type = "test";
+  base.tokenizer_hash = "stories";
+  base.chunk_dataset_hash = "test-chunks";
+  align::AlignedSourceWriter writer(dir, name, base, kVocab, kSlots, 0, 1, 1000);
+  writer.begin_shard(0);
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    align::AlignedChunk chunk;
+    chunk.chunk_id = c;
+    const size_t n = chunks[c].size();
+    for (size_t t = 0; t < n; ++t) {
+      chunk.target_ids.push_back(int32_t(chunks[c][t]));
+      chunk.position_ce.push_back(teacher ? 0.5f : 3.0f);
+      for (uint32_t i = 0; i < kSlots; ++i) {
+        const bool filled = teacher ? (i == 0 && t + 1 < n) : true;
+        const int32_t id = teacher ? (t + 1 < n ? int32_t(chunks[c][t + 1]) : 0) : int32_t((t * 7 + i * 13) % kVocab);
+        chunk.topk_ids.push_back(filled ? id : int32_t(kVocab));
+        chunk.topk_values.push_back(filled ? (teacher ? 1.0f : 1.0f - 0.5f * float(i)) : -INFINITY);
+      }
+    }
+    chunk.chunk_ce = teacher ? 0.5f : 3.0f;
+    writer.add(chunk);
+  }
+  writer.finish_shard();
+  writer.finish();
+}
+
+std::shared_ptr<const align::AlignedStoreReader> build_store(const fs::path& dir,
+                                                             const std::vector<std::vector<int64_t>>& chunks) {
+  fs::remove_all(dir);
+  write_source(dir, "teacher", chunks, true);
+  write_source(dir, "noise", chunks, false);
+  align::AlignedStoreManifest manifest;
+  manifest.chunk_dataset_hash = "test-chunks";
+  manifest.target_name = "teacher";
+  manifest.target_tokenizer_hash = "stories";
+  manifest.target_vocab = kVocab;
+  manifest.k = kSlots;
+  manifest.settings = json::object();
+  manifest.sources.push_back({"teacher", true, "stories", "none", {}});
+  manifest.sources.push_back({"noise", false, "other", "none", {}});
+  align::merge_aligned_store(dir, manifest, 1);
+  return std::make_shared<align::AlignedStoreReader>(dir);
+}
+
+std::vector<StepMetrics> train(const std::shared_ptr<const align::AlignedStoreReader>& store, const fs::path& out,
+                               double lambda, bool with_fusion) {
+  TrainConfig c;
+  c.lr = 5e-3;
+  c.weight_decay = 0.01;
+  c.warmup_steps = 2;
+  c.max_steps = 10;
+  c.micro_batch = 2;
+  c.grad_accum = 2;
+  c.max_length = 32;
+  c.save_every = 0;
+  c.keep_last = 1;
+  c.log_every = 100;
+  c.lambda = lambda;
+  c.output_dir = out;
+  fs::remove_all(out);
+  at::manual_seed(c.seed);
+  io::LoadOptions load;
+  load.dtype = at::kFloat;
+  TrainerOptions o;
+  o.config = c;
+  o.model_dir = test::stories_dir();
+  o.quiet = true;
+  FusionSettings settings;
+  settings.lambda = lambda;
+  LossFn fusion = with_fusion ? make_fusion_term(store, settings) : nullptr;
+  Trainer trainer(o, model::load_model(test::stories_dir(), load),
+                  std::make_unique<AlignedBatchSource>(store, c.max_length, c.seed), make_loss(lambda, fusion));
+  return trainer.run();
+}
+
+TEST(FusionTraining, BatchesMatchTheStoreAndFusedLossFalls) {
+  FUSELLM_REQUIRE_SHARED();
+  const fs::path scratch = test::scratch_dir("fusion_training");
+  const auto chunks = chunks_for_test();
+  ASSERT_EQ(chunks.size(), 16u);
+  auto store = build_store(scratch / "aligned", chunks);
+
+  AlignedBatchSource source(store, 32, 7);
+  ASSERT_EQ(source.num_sequences(), 16);
+  // Pick a short and a long chunk so padding shows.
+  size_t shortest = 0, longest = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    if (chunks[i].size() < chunks[shortest].size()) shortest = i;
+    if (chunks[i].size() > chunks[longest].size()) longest = i;
+  }
+  ASSERT_LT(chunks[shortest].size(), chunks[longest].size());
+  TrainBatch batch = source.make_batch({int64_t(shortest), int64_t(longest)});
+  const int64_t T = batch.input_ids.size(1);
+  ASSERT_EQ(T, int64_t(chunks[longest].size()));
+  const int64_t n = int64_t(chunks[shortest].size());
+  for (int64_t t = 0; t < T; ++t) {
+    EXPECT_EQ(batch.labels[0][t].item<int64_t>(), t < n ? chunks[shortest][size_t(t)] : -100) << t;
+    EXPECT_EQ(batch.input_ids[1][t].item<int64_t>(), chunks[longest][size_t(t)]) << t;
+  }
+  auto sources = aligned_source_batches(*store, batch);
+  ASSERT_EQ(sources.size(), 2u);
+  EXPECT_EQ(sources[0].ids.sizes(), (at::IntArrayRef{2, T, kSlots}));
+  EXPECT_FLOAT_EQ(sources[0].seq_ce[0].item<float>(), 0.5f);
+  EXPECT_FLOAT_EQ(sources[1].seq_ce[1].item<float>(), 3.0f);
+  for (int64_t t = 0; t < T; ++t) {
+    // teacher: slot 0 = the next token with logit 1.0, the other slots empty (−1); padding all −1.
+    const int64_t want = t + 1 < n ? chunks[shortest][size_t(t + 1)] : -1;
+    EXPECT_EQ(sources[0].ids[0][t][0].item<int64_t>(), want) << t;
+    if (want >= 0) {
+      EXPECT_FLOAT_EQ(sources[0].vals[0][t][0].item<float>(), 1.0f);
+    }
+    EXPECT_EQ(sources[0].ids[0][t][1].item<int64_t>(), -1) << t;
+    EXPECT_EQ(sources[1].ids[0][t][2].item<int64_t>(), t < n ? int64_t((t * 7 + 26) % kVocab) : -1) << t;
+  }
+
+  const auto fused = train(store, scratch / "fused", 0.9, true);
+  ASSERT_EQ(fused.size(), 10u);
+  for (const auto& m : fused) {
+    EXPECT_TRUE(std::isfinite(m.loss)) << m.step;
+    EXPECT_TRUE(std::isfinite(m.fusion) && m.fusion > 0) << m.step;
+    EXPECT_NEAR(m.loss, 0.9 * m.clm + 0.1 * m.fusion, 1e-3 * std::abs(m.loss)) << m.step;
+    // minCE picks the teacher, whose fused target is one-hot on the next token: CE against it is the CLM loss.
+    EXPECT_NEAR(m.fusion, m.clm, 1e-4 * std::abs(m.clm)) << m.step;
+  }
+  const double first = (fused[0].loss + fused[1].loss) / 2, last = (fused[8].loss + fused[9].loss) / 2;
+  EXPECT_LT(last, first);
+  EXPECT_LT(fused[9].fusion, fused[0].fusion);
+
+  const auto clm_only = train(store, scratch / "clm", 1.0, false);
+  const auto lambda_one = train(store, scratch / "lambda1", 1.0, true);
+  ASSERT_EQ(clm_only.size(), lambda_one.size());
+  for (size_t i = 0; i < clm_only.size(); ++i) {
+    EXPECT_EQ(clm_only[i].loss, lambda_one[i].loss) << i;
+    EXPECT_EQ(clm_only[i].clm, lambda_one[i].clm) << i;
+  }
+}
+
+TEST(FusionTraining, SettingsParseAndRejectUnknownKeys) {
+  const json good = {{"strategy", "token_minCE"}, {"divergence", "js"}, {"temperature", 2.0}, {"lambda", 0.8}};
+  FusionSettings s = fusion_settings_of(JsonView(good, "cfg.json", "fusion"));
+  EXPECT_EQ(s.strategy, fusion::Strategy::TokenMinCE);
+  EXPECT_EQ(s.divergence, fusion::Divergence::JS);
+  EXPECT_DOUBLE_EQ(s.temperature, 2.0);
+  EXPECT_DOUBLE_EQ(s.lambda, 0.8);
+  const json bad = {{"strategy", "minCE"}, {"temprature", 2.0}};
+  try {
+    fusion_settings_of(JsonView(bad, "cfg.json", "fusion"));
+    FAIL() << "unknown key accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fusion.temprature"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(fusion_settings_of(JsonView(json{{"strategy", "maxCE"}}, "cfg.json", "fusion")), Error);
+}
+
+}  // namespace
+}  // namespace fusellm::train
