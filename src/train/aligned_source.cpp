@@ -32,7 +32,7 @@ FusionSettings fusion_settings_of(const JsonView& section) {
 
 AlignedBatchSource::AlignedBatchSource(std::shared_ptr<const align::AlignedStoreReader> store, int64_t max_length,
                                        uint64_t seed)
-    : store_(std::move(store)), max_length_(max_length), seed_(seed) {
+    : store_(std::move(store)), max_length_(max_length), order_("aligned", seed) {
   FUSELLM_CHECK(store_ && store_->num_sources() > 0, "aligned store: no sources");
   num_sequences_ = static_cast<int64_t>(store_->num_records());
   FUSELLM_CHECK(num_sequences_ > 0, "aligned store: no chunks");
@@ -41,28 +41,11 @@ AlignedBatchSource::AlignedBatchSource(std::shared_ptr<const align::AlignedStore
     FUSELLM_CHECK(int64_t(t) <= max_length_, "aligned store: chunk {} has {} tokens, more than train.max_length {}",
                   c, t, max_length_);
   }
-  build_order();
-}
-
-// Fisher–Yates with our own index draws (as PackedSequenceSource: independent of the standard library).
-void AlignedBatchSource::build_order() {
-  order_.resize(size_t(num_sequences_));
-  for (size_t i = 0; i < order_.size(); ++i) order_[i] = static_cast<int64_t>(i);
-  std::mt19937_64 rng(seed_ * 1000003ull + static_cast<uint64_t>(epoch_));
-  for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng() % i]);
+  order_.reset(num_sequences_);
 }
 
 std::vector<int64_t> AlignedBatchSource::next_global_batch(int64_t global_batch) {
-  FUSELLM_CHECK(global_batch <= num_sequences_, "global batch {} exceeds the {} aligned chunks", global_batch,
-                num_sequences_);
-  if (cursor_ + global_batch > num_sequences_) {
-    ++epoch_;
-    cursor_ = 0;
-    build_order();
-  }
-  std::vector<int64_t> ids(order_.begin() + cursor_, order_.begin() + cursor_ + global_batch);
-  cursor_ += global_batch;
-  return ids;
+  return order_.next(global_batch);
 }
 
 TrainBatch AlignedBatchSource::make_batch(const std::vector<int64_t>& sequence_ids) const {
@@ -86,21 +69,6 @@ TrainBatch AlignedBatchSource::make_batch(const std::vector<int64_t>& sequence_i
   batch.labels = labels;
   batch.sequence_ids = sequence_ids;
   return batch;
-}
-
-json AlignedBatchSource::position() const {
-  return json{{"kind", "aligned"}, {"epoch", epoch_}, {"cursor", cursor_}, {"sequences", num_sequences_},
-              {"seed", seed_}};
-}
-
-void AlignedBatchSource::restore(const json& position) {
-  FUSELLM_CHECK(position.value("kind", "") == "aligned" && position.value("sequences", -1) == num_sequences_ &&
-                    position.value("seed", uint64_t(0)) == seed_,
-                "loader position {} does not match this aligned store ({} chunks, seed {}): the data or the seed "
-                "changed since the checkpoint", position.dump(), num_sequences_, seed_);
-  epoch_ = position.at("epoch").get<int64_t>();
-  cursor_ = position.at("cursor").get<int64_t>();
-  build_order();
 }
 
 std::vector<fusion::SourceBatch> aligned_source_batches(const align::AlignedStoreReader& store,

@@ -9,7 +9,7 @@ namespace fusellm::train {
 
 PackedSequenceSource::PackedSequenceSource(const std::vector<std::vector<int64_t>>& documents, int64_t max_length,
                                            uint64_t seed, bool restart_positions)
-    : max_length_(max_length), seed_(seed), restart_positions_(restart_positions) {
+    : max_length_(max_length), restart_positions_(restart_positions), order_("packed", seed) {
   for (const auto& doc : documents) {
     if (doc.empty()) continue;
     doc_start_.push_back(1);
@@ -18,32 +18,52 @@ PackedSequenceSource::PackedSequenceSource(const std::vector<std::vector<int64_t
   }
   for (int64_t off = 0; off + max_length_ <= static_cast<int64_t>(tokens_.size()); off += max_length_)
     starts_.push_back(off);
-  build_order();
+  order_.reset(static_cast<int64_t>(starts_.size()));
+}
+
+void EpochOrder::reset(int64_t sequences) {
+  n_ = sequences;
+  epoch_ = cursor_ = 0;
+  build();
 }
 
 // Fisher–Yates with our own index draws: std::shuffle's use of the engine is implementation-defined,
 // and the order must not change with the standard library.
-void PackedSequenceSource::build_order() {
-  order_.resize(starts_.size());
+void EpochOrder::build() {
+  order_.resize(static_cast<size_t>(n_));
   for (size_t i = 0; i < order_.size(); ++i) order_[i] = static_cast<int64_t>(i);
   std::mt19937_64 rng(seed_ * 1000003ull + static_cast<uint64_t>(epoch_));
-  for (size_t i = order_.size(); i > 1; --i) {
-    uint64_t j = rng() % i;
-    std::swap(order_[i - 1], order_[j]);
-  }
+  for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng() % i]);
 }
 
-std::vector<int64_t> PackedSequenceSource::next_global_batch(int64_t global_batch) {
-  FUSELLM_CHECK(global_batch <= num_sequences(), "global batch {} exceeds the {} packed sequences", global_batch,
-                num_sequences());
-  if (cursor_ + global_batch > num_sequences()) {  // the epoch's partial tail is skipped
+std::vector<int64_t> EpochOrder::next(int64_t global_batch) {
+  FUSELLM_CHECK(global_batch <= n_, "global batch {} exceeds the {} {} sequences", global_batch, n_, kind_);
+  if (cursor_ + global_batch > n_) {  // the epoch's partial tail is skipped
     ++epoch_;
     cursor_ = 0;
-    build_order();
+    build();
   }
   std::vector<int64_t> ids(order_.begin() + cursor_, order_.begin() + cursor_ + global_batch);
   cursor_ += global_batch;
   return ids;
+}
+
+json EpochOrder::position() const {
+  return json{{"kind", kind_}, {"epoch", epoch_}, {"cursor", cursor_}, {"sequences", n_}, {"seed", seed_}};
+}
+
+void EpochOrder::restore(const json& position) {
+  FUSELLM_CHECK(position.value("kind", "") == kind_ && position.value("sequences", int64_t(-1)) == n_ &&
+                    position.value("seed", uint64_t(0)) == seed_,
+                "loader position {} does not match this {} data ({} sequences, seed {}): the data or the seed "
+                "changed since the checkpoint", position.dump(), kind_, n_, seed_);
+  epoch_ = position.at("epoch").get<int64_t>();
+  cursor_ = position.at("cursor").get<int64_t>();
+  build();
+}
+
+std::vector<int64_t> PackedSequenceSource::next_global_batch(int64_t global_batch) {
+  return order_.next(global_batch);
 }
 
 TrainBatch PackedSequenceSource::make_batch(const std::vector<int64_t>& sequence_ids) const {
@@ -67,21 +87,6 @@ TrainBatch PackedSequenceSource::make_batch(const std::vector<int64_t>& sequence
   if (restart_positions_) batch.position_ids = pos;
   batch.sequence_ids = sequence_ids;
   return batch;
-}
-
-json PackedSequenceSource::position() const {
-  return json{{"kind", "packed"}, {"epoch", epoch_}, {"cursor", cursor_}, {"sequences", num_sequences()},
-              {"seed", seed_}};
-}
-
-void PackedSequenceSource::restore(const json& position) {
-  FUSELLM_CHECK(position.value("kind", "") == "packed" && position.value("sequences", -1) == num_sequences() &&
-                    position.value("seed", uint64_t(0)) == seed_,
-                "loader position {} does not match this data ({} sequences, seed {}): the data or the seed changed "
-                "since the checkpoint", position.dump(), num_sequences(), seed_);
-  epoch_ = position.at("epoch").get<int64_t>();
-  cursor_ = position.at("cursor").get<int64_t>();
-  build_order();
 }
 
 }  // namespace fusellm::train

@@ -35,18 +35,15 @@ class AlignedBatchSource : public TrainBatchSource {
   std::vector<int64_t> next_global_batch(int64_t global_batch) override;
   // input_ids right-padded with 0, labels −100 on the padding; T = the longest chunk of the batch.
   TrainBatch make_batch(const std::vector<int64_t>& sequence_ids) const override;
-  int64_t epoch() const override { return epoch_; }
-  json position() const override;
-  void restore(const json& position) override;
+  int64_t epoch() const override { return order_.epoch(); }
+  json position() const override { return order_.position(); }
+  void restore(const json& position) override { order_.restore(position); }
   const std::shared_ptr<const align::AlignedStoreReader>& store() const { return store_; }
 
  private:
-  void build_order();
   std::shared_ptr<const align::AlignedStoreReader> store_;
   int64_t num_sequences_ = 0, max_length_;
-  uint64_t seed_;
-  int64_t epoch_ = 0, cursor_ = 0;
-  std::vector<int64_t> order_;
+  EpochOrder order_;
 };
 
 // Per source of the store, the aligned top-k of `batch`'s sequences padded to the batch's length:

@@ -37,6 +37,28 @@ class TrainBatchSource {
 // Documents of token ids packed into fixed-length sequences by plain concatenation (the last partial
 // sequence is dropped). Every epoch visits the sequences in a permutation seeded by (seed, epoch); the
 // batches of an epoch are consecutive slices, a trailing partial batch is skipped.
+// The seeded, per-epoch shuffled visiting order of a source's sequences and the cursor in it: the part of
+// every batch source's state that the checkpoint keeps. `kind` tags saved positions so a checkpoint of one
+// source kind is never restored into another.
+class EpochOrder {
+ public:
+  EpochOrder(std::string kind, uint64_t seed) : kind_(std::move(kind)), seed_(seed) {}
+  void reset(int64_t sequences);  // epoch 0, cursor 0
+  // The next `global_batch` sequence ids; the epoch's partial tail is skipped.
+  std::vector<int64_t> next(int64_t global_batch);
+  int64_t epoch() const { return epoch_; }
+  int64_t size() const { return n_; }
+  json position() const;
+  void restore(const json& position);
+
+ private:
+  void build();
+  std::string kind_;
+  uint64_t seed_;
+  int64_t n_ = 0, epoch_ = 0, cursor_ = 0;  // cursor = next index into order_
+  std::vector<int64_t> order_;
+};
+
 class PackedSequenceSource : public TrainBatchSource {
  public:
   PackedSequenceSource(const std::vector<std::vector<int64_t>>& documents, int64_t max_length, uint64_t seed,
@@ -44,20 +66,17 @@ class PackedSequenceSource : public TrainBatchSource {
   int64_t num_sequences() const override { return static_cast<int64_t>(starts_.size()); }
   std::vector<int64_t> next_global_batch(int64_t global_batch) override;
   TrainBatch make_batch(const std::vector<int64_t>& sequence_ids) const override;
-  int64_t epoch() const override { return epoch_; }
-  json position() const override;
-  void restore(const json& position) override;
+  int64_t epoch() const override { return order_.epoch(); }
+  json position() const override { return order_.position(); }
+  void restore(const json& position) override { order_.restore(position); }
 
  private:
-  void build_order();
   std::vector<int64_t> tokens_;      // all documents concatenated
   std::vector<uint8_t> doc_start_;   // 1 where a document begins
   std::vector<int64_t> starts_;      // offset of each sequence in tokens_
   int64_t max_length_;
-  uint64_t seed_;
   bool restart_positions_;
-  int64_t epoch_ = 0, cursor_ = 0;   // cursor = next index into order_
-  std::vector<int64_t> order_;
+  EpochOrder order_;
 };
 
 }  // namespace fusellm::train
