@@ -61,11 +61,15 @@ class GptNeoXModel : public CausalLM {
     const at::Device device = this->device();
     const at::ScalarType dtype = this->dtype();
     ForwardState state(args, device);
-    AttentionMasks masks(state.key_padding, state.batch, state.query_len, state.past_len, dtype, device);
+    // Closures own what they use: activation checkpointing re-runs them in backward, after this returns.
+    auto masks = std::make_shared<AttentionMasks>(state, dtype, device);
     const auto rope_tables = rope_cos_sin(rope_, state.positions, dtype);
+    KVCache* cache = args.cache;
     at::Tensor h = at::embedding(w(embed_), args.input_ids.to(device));
     for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i)
-      h = run_block(args, i, [&, i](const at::Tensor& x) { return block(i, x, args.cache, masks, rope_tables); }, h);
+      h = run_block(args, i, [this, i, cache, masks, rope_tables](const at::Tensor& x) {
+        return block(i, x, cache, *masks, rope_tables);
+      }, h);
     return layer_norm(h, w(final_norm_), w(final_norm_bias_), eps_);
   }
 

@@ -107,6 +107,11 @@ AttentionMasks::AttentionMasks(at::Tensor key_padding, int64_t batch, int64_t qu
       device_(device),
       slopes_(std::move(alibi_slopes)) {}
 
+AttentionMasks::AttentionMasks(const ForwardState& state, at::ScalarType dtype, at::Device device,
+                               std::vector<double> alibi_slopes)
+    : AttentionMasks(state.key_padding, state.batch, state.query_len, state.past_len, dtype, device,
+                     std::move(alibi_slopes)) {}
+
 const at::Tensor& AttentionMasks::get(int64_t window) {
   auto found = built_.find(window);
   if (found != built_.end()) return found->second;

@@ -67,13 +67,17 @@ class LlamaFamilyModel : public CausalLM {
     const at::Device device = this->device();
     const at::ScalarType dtype = this->dtype();
     ForwardState state(args, device);
-    AttentionMasks masks(state.key_padding, state.batch, state.query_len, state.past_len, dtype, device);
+    // Block closures own what they use (captured by value): activation checkpointing calls them again
+    // during backward, after this function has returned.
+    auto masks = std::make_shared<AttentionMasks>(state, dtype, device);
     const auto rope_tables = rope_cos_sin(rope_, state.positions, dtype);
-    const at::Tensor& cos = rope_tables.first;  // named refs: lambdas cannot capture structured bindings
-    const at::Tensor& sin = rope_tables.second;
+    const at::Tensor cos = rope_tables.first, sin = rope_tables.second;
+    KVCache* cache = args.cache;
     at::Tensor h = at::embedding(w(embed_), args.input_ids.to(device));
     for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i) {
-      h = run_block(args, i, [&, i](const at::Tensor& x) { return block(i, x, args.cache, masks, cos, sin); }, h);
+      h = run_block(args, i, [this, i, cache, masks, cos, sin](const at::Tensor& x) {
+        return block(i, x, cache, *masks, cos, sin);
+      }, h);
     }
     return rms_norm(h, w(norm_), eps_);
   }

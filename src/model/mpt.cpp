@@ -62,11 +62,12 @@ class MptModel : public CausalLM {
     const at::Device device = this->device();
     ForwardState state(args, device);
     // ALiBi depends on key distance only; positions (and position_ids) play no part.
-    AttentionMasks masks(state.key_padding, state.batch, state.query_len, state.past_len, dtype(), device,
-                         alibi_slopes(config_.num_heads, alibi_bias_max_));
+    // Closures own what they use: activation checkpointing re-runs them in backward, after this returns.
+    auto masks = std::make_shared<AttentionMasks>(state, dtype(), device, alibi_slopes(config_.num_heads, alibi_bias_max_));
+    KVCache* cache = args.cache;
     at::Tensor h = at::embedding(w(wte_), args.input_ids.to(device));
     for (int64_t i = 0; i < static_cast<int64_t>(blocks_.size()); ++i)
-      h = run_block(args, i, [&, i](const at::Tensor& x) { return block(i, x, args.cache, masks); }, h);
+      h = run_block(args, i, [this, i, cache, masks](const at::Tensor& x) { return block(i, x, cache, *masks); }, h);
     return layer_norm(h, w(norm_f_), optional(norm_f_bias_), eps_);
   }
 

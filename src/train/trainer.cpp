@@ -153,6 +153,7 @@ StepMetrics Trainer::train_step(int64_t step) {
     model::ForwardArgs args;
     args.input_ids = batch.input_ids.to(model_->device());
     if (batch.position_ids.defined()) args.position_ids = batch.position_ids.to(model_->device());
+    if (batch.segment_ids.defined()) args.segment_ids = batch.segment_ids.to(model_->device());
     at::Tensor hidden = model_->forward_hidden(args);
     LossParts parts = loss_(*model_, hidden, batch);
     (parts.total / static_cast<double>(cfg.grad_accum)).backward();

@@ -51,6 +51,8 @@ struct ForwardArgs {
   at::Tensor input_ids;         // [B, T] int64
   at::Tensor attention_mask;    // [B, T] 1 = real, 0 = padding (right padding); undefined = all real
   at::Tensor position_ids;      // [B, T]; undefined = past_length + 0..T-1
+  at::Tensor segment_ids;       // [B, T] int64; when set, a query attends only to keys of its own segment
+                                // (packed documents); undefined = one segment. Not with a KV cache.
   KVCache* cache = nullptr;     // when set, attends to and appends to the cache
   int64_t logits_to_keep = 0;   // forward(): 0 = logits at every position, N = only the last N positions
   BlockRunner block_runner;     // optional, see BlockRunner

@@ -46,11 +46,16 @@ double lowest_value(at::ScalarType dtype);
 // j <= i, key j is not padding, and (with window W > 0) i - W < j. Visible entries carry the ALiBi bias
 // slope_h · (j - (Tk - 1)) when slopes are given, masked ones lowest_value(dtype). Masks are built on
 // first request per window and reused by every layer.
+struct ForwardState;
+
 class AttentionMasks {
  public:
   // key_padding: [B, Tk] 1/0 (cached + new keys), undefined = all real.
   AttentionMasks(at::Tensor key_padding, int64_t batch, int64_t query_len, int64_t past_len,
                  at::ScalarType dtype, at::Device device, std::vector<double> alibi_slopes = {});
+  // The masks of one forward pass (its key padding and, when given, its segment ids).
+  AttentionMasks(const ForwardState& state, at::ScalarType dtype, at::Device device,
+                 std::vector<double> alibi_slopes = {});
   // [B, 1 or H, T, Tk] additive mask in the compute dtype; window 0 = no sliding window.
   const at::Tensor& get(int64_t window = 0);
 

@@ -15,6 +15,8 @@ namespace fusellm::train {
 struct TrainBatch {
   at::Tensor input_ids;     // [B, T] int64
   at::Tensor position_ids;  // [B, T] int64, or undefined = 0..T-1
+  at::Tensor segment_ids;   // [B, T] int64 document index inside the sequence, or undefined = attention across
+                            // the whole sequence (train.document_mask off)
   at::Tensor labels;        // [B, T] int64, -100 = ignored (shifted inside the loss)
   std::vector<int64_t> sequence_ids;  // which sequences of the source (for aligned side data, e.g. fusion)
   int64_t tokens() const { return input_ids.numel(); }
