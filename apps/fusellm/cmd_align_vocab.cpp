@@ -60,6 +60,5 @@ fusellm::cli::Action setup(CLI::App& app) {
 }
 
 }  // namespace
-// Registered by hand: FUSELLM_COMMAND pastes the name into an identifier, and this one has a dash.
-static ::fusellm::cli::CommandRegistrar fusellm_command_registrar_align_vocab(
-    "align-vocab", "Map a source tokenizer's vocabulary onto a target's (FuseLLM MinED)", setup);
+FUSELLM_COMMAND_NAMED(align_vocab, "align-vocab", "Map a source tokenizer's vocabulary onto a target's (FuseLLM MinED)",
+                      setup);

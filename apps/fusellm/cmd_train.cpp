@@ -1,10 +1,11 @@
 // `fusellm train --config C [--resume]`: trains the config's target model on λ·CLM + (1−λ)·fusion,
 // writing HF-format checkpoints to train.output_dir. Data parallel when launched by torchrun (RANK,
-// WORLD_SIZE, MASTER_ADDR, MASTER_PORT): Gloo on CPU.
+// WORLD_SIZE, MASTER_ADDR, MASTER_PORT): Gloo on CPU, NCCL on GPUs (LibTorch with CUDA).
 #include <iostream>
 
 #include "command.hpp"
 #include "fusellm/train/gloo_reducer.hpp"
+#include "fusellm/train/precision.hpp"
 #include "fusellm/train/train_run.hpp"
 #include "fusellm/util/dist_env.hpp"
 #include "fusellm/util/error.hpp"
@@ -29,7 +30,12 @@ int run(const TrainFlags& f) {
   options.quiet = f.no_progress;
   const RankInfo rank = rank_info_from_env();
   if (rank.world_size > 1) {
-    options.reducer = train::make_gloo_reducer(rank, std::chrono::seconds(cfg.dist_timeout_s));
+    train::ReducerOptions reducer;
+    reducer.timeout = std::chrono::seconds(cfg.dist_timeout_s);
+    reducer.bucket_bytes = static_cast<size_t>(cfg.bucket_mb * (1 << 20));
+    reducer.overlap = cfg.overlap_comm;
+    reducer.device = train::training_device(rank.local_rank);  // NCCL when the model goes to a GPU
+    options.reducer = train::make_process_group_reducer(rank, reducer);
     if (!rank.is_main()) spdlog::set_level(spdlog::level::warn);
   }
   const train::TrainRunResult r = train::train_from_config(config, options);

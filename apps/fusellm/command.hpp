@@ -30,3 +30,6 @@ struct CommandRegistrar {
 
 #define FUSELLM_COMMAND(name, description, setup) \
   static ::fusellm::cli::CommandRegistrar fusellm_command_registrar_##name(#name, description, setup)
+// For command names that are not identifiers ("align-vocab"): `id` names the registrar only.
+#define FUSELLM_COMMAND_NAMED(id, name, description, setup) \
+  static ::fusellm::cli::CommandRegistrar fusellm_command_registrar_##id(name, description, setup)

@@ -50,8 +50,10 @@ void check_source(const SourceBatch& s, size_t index, bool need_token_ce) {
   FUSELLM_CHECK(s.ids.scalar_type() == at::kLong, "fusion source {}: ids must be int64", index);
   FUSELLM_CHECK(s.vals.defined() && s.vals.sizes() == s.ids.sizes() && s.vals.is_floating_point(),
                 "fusion source {}: vals must be floating with the shape of ids", index);
-  FUSELLM_CHECK(s.seq_ce.defined() && s.seq_ce.dim() == 1 && s.seq_ce.size(0) == s.ids.size(0),
-                "fusion source {}: seq_ce must be [B] with B = {}", index, s.ids.size(0));
+  FUSELLM_CHECK(s.seq_ce.defined() && s.seq_ce.size(0) == s.ids.size(0) &&
+                    (s.seq_ce.dim() == 1 || (s.seq_ce.dim() == 2 && s.seq_ce.size(1) == s.ids.size(1))),
+                "fusion source {}: seq_ce must be [B] or [B, T] with [B, T] = [{}, {}]", index, s.ids.size(0),
+                s.ids.size(1));
   if (need_token_ce)
     FUSELLM_CHECK(s.token_ce.defined() && s.token_ce.dim() == 2 && s.token_ce.size(0) == s.ids.size(0) &&
                       s.token_ce.size(1) == s.ids.size(1),
@@ -124,8 +126,13 @@ at::Tensor strategy_weights(const std::vector<SourceBatch>& sources, Strategy st
     for (const auto& s : sources) parts.push_back(s.token_ce);
     return first_min_one_hot(at::stack(parts, -1), "token_ce");  // [B, T, K]
   }
-  for (const auto& s : sources) parts.push_back(s.seq_ce);
-  auto ce = at::stack(parts, -1);  // [B, K]
+  // seq_ce [B] (one CE per sequence) or [B, T] (packed sequences: the CE of the chunk each position belongs
+  // to). With any [B, T] source the choice is made per position, [B] sources broadcast over T.
+  bool per_position = false;
+  for (const auto& s : sources) per_position = per_position || s.seq_ce.dim() == 2;
+  for (const auto& s : sources)
+    parts.push_back(per_position && s.seq_ce.dim() == 1 ? s.seq_ce.unsqueeze(1).expand({batch, length}) : s.seq_ce);
+  auto ce = at::stack(parts, -1);  // [B, K] or [B, T, K]
   at::Tensor weights;
   if (strategy == Strategy::MinCE) {
     weights = first_min_one_hot(ce, "seq_ce");
@@ -134,6 +141,7 @@ at::Tensor strategy_weights(const std::vector<SourceBatch>& sources, Strategy st
     FUSELLM_CHECK(!ce.isnan().any().item<bool>(), "fusion: seq_ce contains NaN (filter such sequences first)");
     weights = at::exp(-ce).softmax(-1);
   }
+  if (per_position) return weights;
   return weights.unsqueeze(1).expand({batch, length, static_cast<int64_t>(sources.size())});
 }
 

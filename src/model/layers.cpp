@@ -98,19 +98,28 @@ double lowest_value(at::ScalarType dtype) {
 }
 
 AttentionMasks::AttentionMasks(at::Tensor key_padding, int64_t batch, int64_t query_len, int64_t past_len,
-                               at::ScalarType dtype, at::Device device, std::vector<double> alibi_slopes)
+                               at::ScalarType dtype, at::Device device, std::vector<double> alibi_slopes,
+                               at::Tensor segment_ids)
     : key_padding_(std::move(key_padding)),
+      segment_ids_(std::move(segment_ids)),
       batch_(batch),
       query_len_(query_len),
       past_len_(past_len),
       dtype_(dtype),
       device_(device),
-      slopes_(std::move(alibi_slopes)) {}
+      slopes_(std::move(alibi_slopes)) {
+  if (segment_ids_.defined()) {
+    // Segments compare queries with keys position by position, so the keys must be exactly the queries.
+    FUSELLM_CHECK(past_len_ == 0, "attention mask: segment ids cannot be combined with a KV cache");
+    FUSELLM_CHECK(segment_ids_.dim() == 2 && segment_ids_.size(0) == batch_ && segment_ids_.size(1) == query_len_,
+                  "attention mask: segment ids must be [{}, {}]", batch_, query_len_);
+  }
+}
 
 AttentionMasks::AttentionMasks(const ForwardState& state, at::ScalarType dtype, at::Device device,
                                std::vector<double> alibi_slopes)
     : AttentionMasks(state.key_padding, state.batch, state.query_len, state.past_len, dtype, device,
-                     std::move(alibi_slopes)) {}
+                     std::move(alibi_slopes), state.segment_ids) {}
 
 const at::Tensor& AttentionMasks::get(int64_t window) {
   auto found = built_.find(window);
@@ -125,6 +134,10 @@ const at::Tensor& AttentionMasks::get(int64_t window) {
   visible = visible.view({1, 1, query_len_, key_len});
   if (key_padding_.defined())
     visible = visible.logical_and(key_padding_.to(device_).to(at::kBool).view({batch_, 1, 1, key_len}));
+  if (segment_ids_.defined()) {
+    auto segments = segment_ids_.to(device_).to(at::kLong);
+    visible = visible.logical_and(segments.view({batch_, 1, query_len_, 1}) == segments.view({batch_, 1, 1, key_len}));
+  }
   visible = visible.expand({batch_, 1, query_len_, key_len});
 
   at::Tensor mask;
@@ -155,6 +168,16 @@ ForwardState::ForwardState(const ForwardArgs& args, at::Device device) {
     positions = args.position_ids.to(device);
   } else {
     positions = at::arange(past_len, past_len + query_len, long_options).unsqueeze(0).expand({batch, query_len});
+  }
+  if (args.segment_ids.defined()) {
+    // Packed documents are a training-time layout; a cache would hold keys of earlier segments.
+    FUSELLM_CHECK(!args.cache, "forward: segment_ids cannot be combined with a KV cache");
+    FUSELLM_CHECK(args.segment_ids.sizes() == args.input_ids.sizes(),
+                  "forward: segment_ids shape [{}] differs from input_ids [{}]",
+                  fmt::join(args.segment_ids.sizes().vec(), ", "), fmt::join(args.input_ids.sizes().vec(), ", "));
+    FUSELLM_CHECK(at::isIntegralType(args.segment_ids.scalar_type(), /*includeBool=*/true),
+                  "forward: segment_ids must be integer (got {})", c10::toString(args.segment_ids.scalar_type()));
+    segment_ids = args.segment_ids.to(device).to(at::kLong);
   }
   at::Tensor current = args.attention_mask;
   if (current.defined()) {

@@ -8,8 +8,11 @@
 namespace fusellm::train {
 
 PackedSequenceSource::PackedSequenceSource(const std::vector<std::vector<int64_t>>& documents, int64_t max_length,
-                                           uint64_t seed, bool restart_positions)
-    : max_length_(max_length), restart_positions_(restart_positions), order_("packed", seed) {
+                                           uint64_t seed, bool restart_positions, bool document_mask)
+    : max_length_(max_length),
+      restart_positions_(restart_positions),
+      document_mask_(document_mask),
+      order_("packed", seed) {
   for (const auto& doc : documents) {
     if (doc.empty()) continue;
     doc_start_.push_back(1);
@@ -70,21 +73,29 @@ TrainBatch PackedSequenceSource::make_batch(const std::vector<int64_t>& sequence
   const int64_t b = static_cast<int64_t>(sequence_ids.size()), t = max_length_;
   at::Tensor ids = at::empty({b, t}, at::kLong);
   at::Tensor pos = at::empty({b, t}, at::kLong);
+  at::Tensor seg = at::empty({b, t}, at::kLong);
   auto* ip = ids.data_ptr<int64_t>();
   auto* pp = pos.data_ptr<int64_t>();
+  auto* sp = seg.data_ptr<int64_t>();
   for (int64_t r = 0; r < b; ++r) {
     const int64_t off = starts_.at(static_cast<size_t>(sequence_ids[r]));
-    int64_t p = 0;
+    int64_t p = 0, segment = 0;
     for (int64_t c = 0; c < t; ++c) {
-      if (restart_positions_ && c > 0 && doc_start_[off + c]) p = 0;
+      // A document starting at column 0 needs no new segment: nothing precedes it in this row.
+      if (c > 0 && doc_start_[off + c]) {
+        if (restart_positions_) p = 0;
+        ++segment;
+      }
       ip[r * t + c] = tokens_[off + c];
       pp[r * t + c] = p++;
+      sp[r * t + c] = segment;
     }
   }
   TrainBatch batch;
   batch.input_ids = ids;
   batch.labels = ids;
   if (restart_positions_) batch.position_ids = pos;
+  if (document_mask_) batch.segment_ids = seg;
   batch.sequence_ids = sequence_ids;
   return batch;
 }

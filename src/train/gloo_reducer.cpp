@@ -1,8 +1,19 @@
-// The Gloo process group and bucketed gradient all-reduce.
+// The c10d process group (Gloo, or NCCL for CUDA gradients) and the bucketed gradient all-reduce on it.
 #include "fusellm/train/gloo_reducer.hpp"
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+// NCCL: CMake saw ProcessGroupNCCL.hpp (FUSELLM_HAS_NCCL); the header is empty unless LibTorch's
+// torch_cuda target exported USE_C10D_NCCL, and it includes <nccl.h>.
+#if defined(FUSELLM_HAS_NCCL) && defined(USE_C10D_NCCL) && __has_include(<nccl.h>)
+#define FUSELLM_NCCL_GROUP 1
+#endif
+#ifdef FUSELLM_NCCL_GROUP
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+
+#include <cstdlib>
+#endif
 
 #include "fusellm/util/error.hpp"
 
@@ -10,71 +21,112 @@ namespace fusellm::train {
 
 namespace {
 
-class GlooReducer : public GradientReducer {
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// The group's collectives as closures: ProcessGroupGloo derives from ProcessGroup in LibTorch 1.13 and
+// from Backend in 2.x, and NCCL's is another class again; all of them start an all-reduce with
+// allreduce(std::vector<at::Tensor>&) returning a c10d::Work.
+struct Group {
+  const char* backend;
+  AllReduceLauncher allreduce;
+};
+
+Group make_gloo(const c10::intrusive_ptr<c10d::Store>& store, const RankInfo& info, std::chrono::seconds timeout) {
+  auto options = c10d::ProcessGroupGloo::Options::create();
+  options->timeout = timeout;
+  options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(info.master_addr));
+  auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, info.rank, info.world_size, options);
+  return {"gloo", [group](std::vector<at::Tensor>& t) { return group->allreduce(t); }};
+}
+
+#ifdef FUSELLM_NCCL_GROUP
+Group make_nccl(const c10::intrusive_ptr<c10d::Store>& store, const RankInfo& info, std::chrono::seconds timeout,
+                at::Device device) {
+  c10::cuda::set_device(device.index());
+  // Blocking waits: a collective that does not finish within the timeout throws from wait() (reported
+  // like Gloo's) instead of the watchdog tearing the process down. The launcher's setting wins.
+  setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
+  setenv("NCCL_BLOCKING_WAIT", "1", 0);
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = timeout;
+  auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, info.rank, info.world_size, options);
+  return {"nccl", [group](std::vector<at::Tensor>& t) { return group->allreduce(t); }};
+}
+#endif
+
+class ProcessGroupReducerImpl : public ProcessGroupReducer {
  public:
-  GlooReducer(const RankInfo& info, std::chrono::seconds timeout, size_t bucket_bytes)
-      : info_(info), bucket_bytes_(bucket_bytes) {
+  ProcessGroupReducerImpl(const RankInfo& info, const ReducerOptions& options) : info_(info), options_(options) {
     FUSELLM_CHECK(!info.master_addr.empty() && info.master_port > 0,
                   "data parallel: WORLD_SIZE={} but MASTER_ADDR/MASTER_PORT are not set", info.world_size);
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<uint16_t>(info.master_port);
     store_options.isServer = info.rank == 0;
     store_options.numWorkers = static_cast<size_t>(info.world_size);
-    store_options.timeout = timeout;
+    store_options.timeout = options.timeout;
     try {
       store_ = c10::make_intrusive<c10d::TCPStore>(info.master_addr, store_options);
-      auto options = c10d::ProcessGroupGloo::Options::create();
-      options->timeout = timeout;
-      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(info.master_addr));
-      group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, info.rank, info.world_size, options);
+#ifdef FUSELLM_NCCL_GROUP
+      if (options.device.is_cuda()) group_ = make_nccl(store_, info, options.timeout, options.device);
+#endif
+      if (!group_.allreduce) {
+        FUSELLM_CHECK(!options.device.is_cuda(),
+                      "data parallel: gradients on {} need NCCL, which this LibTorch build lacks",
+                      options.device.str());
+        group_ = make_gloo(store_, info, options.timeout);
+      }
+    } catch (const Error&) {
+      throw;
     } catch (const std::exception& e) {
       fail("data parallel: rank {}/{}: cannot join the process group at {}:{} within {} s: {}", info.rank,
-           info.world_size, info.master_addr, info.master_port, timeout.count(), first_line(e.what()));
+           info.world_size, info.master_addr, info.master_port, options.timeout.count(), first_line(e.what()));
     }
+    if (options.overlap)
+      overlapped_ = std::make_unique<OverlappedGradReduce>(group_.allreduce, options.bucket_bytes, info.world_size);
   }
+
   int rank() const override { return info_.rank; }
   int world_size() const override { return info_.world_size; }
+  const char* backend() const override { return group_.backend; }
 
   void average(const std::vector<at::Tensor>& grads) override {
-    at::NoGradGuard no_grad;
-    size_t i = 0;
-    while (i < grads.size()) {  // one bucket: consecutive gradients of one dtype up to bucket_bytes
-      size_t j = i, bytes = 0;
-      while (j < grads.size() && grads[j].scalar_type() == grads[i].scalar_type() &&
-             (j == i || bytes + grads[j].nbytes() <= bucket_bytes_))
-        bytes += grads[j++].nbytes();
-      std::vector<at::Tensor> flat_parts;
-      for (size_t k = i; k < j; ++k) flat_parts.push_back(grads[k].reshape({-1}));
-      std::vector<at::Tensor> bucket{at::cat(flat_parts)};
-      run("all-reduce of gradients", [&] { return group_->allreduce(bucket); });
-      bucket[0].div_(static_cast<double>(info_.world_size));
-      int64_t offset = 0;
-      for (size_t k = i; k < j; ++k) {
-        const int64_t n = grads[k].numel();
-        grads[k].copy_(bucket[0].narrow(0, offset, n).view(grads[k].sizes()));
-        offset += n;
-      }
-      i = j;
-    }
+    guarded("all-reduce of gradients",
+            [&] { allreduce_average(grads, options_.bucket_bytes, info_.world_size, group_.allreduce); });
   }
 
+  void begin_last_backward(const std::vector<at::Tensor>& params) override {
+    if (overlapped_) overlapped_->begin(params);
+  }
+
+  void finish(const std::vector<at::Tensor>& params) override {
+    if (!overlapped_) return GradientReducer::finish(params);
+    guarded("all-reduce of gradients", [&] { overlapped_->finish(); });
+  }
+
+  OverlapStats overlap_stats() const override { return overlapped_ ? overlapped_->stats() : OverlapStats{}; }
+
   double sum(double value) override {
-    std::vector<at::Tensor> t{at::full({1}, value, at::kDouble)};
-    run("all-reduce of metrics", [&] { return group_->allreduce(t); });
+    std::vector<at::Tensor> t{at::full({1}, value, at::TensorOptions().dtype(at::kDouble).device(options_.device))};
+    guarded("all-reduce of metrics", [&] { group_.allreduce(t)->wait(); });
     return t[0].item<double>();
   }
 
+  // An all-reduce rather than the group's barrier(): NCCL's barrier has to guess the device.
   void barrier() override {
-    run("barrier", [&] { return group_->barrier(); });
+    std::vector<at::Tensor> t{at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(options_.device))};
+    guarded("barrier", [&] {
+      group_.allreduce(t)->wait();
+      (void)t[0].item<float>();  // on a GPU, wait() only orders streams
+    });
   }
 
  private:
-  static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
   template <typename F>
-  void run(const char* what, F&& start) {
+  void guarded(const char* what, F&& body) {
     try {
-      auto work = start();
-      work->wait();
+      body();
+    } catch (const Error&) {
+      throw;
     } catch (const std::exception& e) {
       fail("data parallel: rank {}/{}: {} failed (another rank died or timed out?): {}", info_.rank,
            info_.world_size, what, first_line(e.what()));
@@ -82,16 +134,16 @@ class GlooReducer : public GradientReducer {
   }
 
   RankInfo info_;
-  size_t bucket_bytes_;
+  ReducerOptions options_;
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  Group group_{"none", nullptr};
+  std::unique_ptr<OverlappedGradReduce> overlapped_;
 };
 
 }  // namespace
 
-std::shared_ptr<GradientReducer> make_gloo_reducer(const RankInfo& rank, std::chrono::seconds timeout,
-                                                   size_t bucket_bytes) {
-  return std::make_shared<GlooReducer>(rank, timeout, bucket_bytes);
+std::shared_ptr<ProcessGroupReducer> make_process_group_reducer(const RankInfo& rank, const ReducerOptions& options) {
+  return std::make_shared<ProcessGroupReducerImpl>(rank, options);
 }
 
 }  // namespace fusellm::train

@@ -21,19 +21,20 @@ json TrainConfig::to_json() const {
               {"schedule", to_string(schedule)}, {"warmup_ratio", warmup_ratio}, {"warmup_steps", warmup_steps},
               {"min_lr_ratio", min_lr_ratio}, {"clip", clip}, {"epochs", epochs}, {"max_steps", max_steps},
               {"micro_batch", micro_batch}, {"grad_accum", grad_accum}, {"max_length", max_length},
-              {"restart_positions", restart_positions}, {"seed", seed}, {"save_every", save_every},
+              {"restart_positions", restart_positions}, {"document_mask", document_mask}, {"pack_chunks", pack_chunks}, {"seed", seed}, {"save_every", save_every},
               {"keep_last", keep_last}, {"log_every", log_every}, {"output_dir", output_dir.string()},
-              {"lambda", lambda}, {"activation_checkpointing", activation_checkpointing},
-              {"max_chunks", max_chunks}, {"dist_timeout_s", dist_timeout_s}};
+              {"activation_checkpointing", activation_checkpointing},
+              {"max_chunks", max_chunks}, {"dist_timeout_s", dist_timeout_s},
+              {"bucket_mb", bucket_mb}, {"overlap_comm", overlap_comm}, {"precision", precision}};
 }
 
 namespace {
 
 const std::vector<std::string> kKnownKeys = {
     "lr", "betas", "eps", "weight_decay", "schedule", "warmup_ratio", "warmup_steps", "min_lr_ratio", "clip",
-    "epochs", "max_steps", "micro_batch", "grad_accum", "max_length", "restart_positions", "seed",
-    "save_every", "keep_last", "log_every", "output_dir", "lambda", "activation_checkpointing", "max_chunks",
-    "dist_timeout_s"};
+    "epochs", "max_steps", "micro_batch", "grad_accum", "max_length", "restart_positions", "document_mask", "pack_chunks", "seed",
+    "save_every", "keep_last", "log_every", "output_dir", "activation_checkpointing", "max_chunks",
+    "dist_timeout_s", "bucket_mb", "overlap_comm", "precision"};
 
 // Reads keys one by one, recording a problem instead of throwing so all of them are reported together.
 struct Reader {
@@ -75,6 +76,10 @@ TrainConfig parse_train_config(const json& section, const std::string& source, c
   Reader r{section, source, {}};
   for (auto it = section.begin(); it != section.end(); ++it) {
     if (std::find(kKnownKeys.begin(), kKnownKeys.end(), it.key()) != kKnownKeys.end()) continue;
+    if (it.key() == "lambda") {  // λ belongs to the fusion settings, next to the strategy it weighs
+      r.problems.push_back(fmt::format("{}: train.lambda: unknown key (λ is set as fusion.lambda)", source));
+      continue;
+    }
     std::string hint = closest_key(it.key(), kKnownKeys);
     r.problems.push_back(fmt::format("{}: train.{}: unknown key{}", source, it.key(),
                                      hint.empty() ? "" : fmt::format(" (did you mean '{}'?)", hint)));
@@ -95,16 +100,21 @@ TrainConfig parse_train_config(const json& section, const std::string& source, c
   r.read("grad_accum", cfg.grad_accum, positive, "an integer > 0");
   r.read("max_length", cfg.max_length, [](int64_t v) { return v >= 2; }, "an integer >= 2");
   r.read("restart_positions", cfg.restart_positions, [](bool) { return true; }, "a boolean");
+  r.read("document_mask", cfg.document_mask, [](bool) { return true; }, "a boolean");
+  r.read("pack_chunks", cfg.pack_chunks, [](bool) { return true; }, "a boolean");
   int64_t seed = static_cast<int64_t>(cfg.seed);
   r.read("seed", seed, non_negative, "an integer >= 0");
   cfg.seed = static_cast<uint64_t>(seed);
   r.read("save_every", cfg.save_every, non_negative, "an integer >= 0 (0 = only at the end)");
   r.read("keep_last", cfg.keep_last, non_negative, "an integer >= 0 (0 = keep all)");
   r.read("log_every", cfg.log_every, positive, "an integer > 0");
-  r.read("lambda", cfg.lambda, unit, "a number in [0, 1]");
   r.read("activation_checkpointing", cfg.activation_checkpointing, [](bool) { return true; }, "a boolean");
   r.read("max_chunks", cfg.max_chunks, non_negative, "an integer >= 0 (0 = all)");
   r.read("dist_timeout_s", cfg.dist_timeout_s, positive, "an integer > 0");
+  r.read("bucket_mb", cfg.bucket_mb, positive, "a number > 0 (MiB)");
+  r.read("overlap_comm", cfg.overlap_comm, [](bool) { return true; }, "a boolean");
+  r.read("precision", cfg.precision, [](const std::string& s) { return s == "fp32" || s == "bf16" || s == "auto"; },
+         "one of 'fp32', 'bf16', 'auto'");
   std::string schedule = "cosine";
   r.read("schedule", schedule, [](const std::string& s) { return s == "cosine" || s == "linear" || s == "constant"; },
          "one of 'cosine', 'linear', 'constant'");

@@ -13,8 +13,10 @@
 #include <sstream>
 
 #include "fusellm/io/checkpoint.hpp"
+#include "fusellm/train/activation_checkpoint.hpp"
 #include "fusellm/train/checkpoint.hpp"
 #include "fusellm/train/optimizer.hpp"
+#include "fusellm/train/precision.hpp"
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/log.hpp"
 #include "fusellm/util/progress.hpp"
@@ -29,18 +31,11 @@ at::Tensor clm_loss(model::CausalLM& model, const at::Tensor& hidden, const Trai
                                 at::Reduction::Mean, -100);
 }
 
-LossFn make_loss(double lambda, LossFn fusion) {
-  return [lambda, fusion](model::CausalLM& model, const at::Tensor& hidden, const TrainBatch& batch) {
+LossFn make_clm_loss() {
+  return [](model::CausalLM& model, const at::Tensor& hidden, const TrainBatch& batch) {
     LossParts parts;
-    at::Tensor clm = clm_loss(model, hidden, batch);
-    parts.clm = clm.item<double>();
-    if (!fusion) {
-      parts.total = clm;
-      return parts;
-    }
-    LossParts f = fusion(model, hidden, batch);
-    parts.fusion = f.total.item<double>();
-    parts.total = clm * lambda + f.total * (1 - lambda);
+    parts.total = clm_loss(model, hidden, batch);
+    parts.clm = parts.total.item<double>();
     return parts;
   };
 }
@@ -72,9 +67,6 @@ Trainer::Trainer(TrainerOptions options, std::unique_ptr<model::CausalLM> model,
   }
   optimizer_ = std::make_unique<AdamW>(named, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
   total_steps_ = cfg.max_steps > 0 ? cfg.max_steps : cfg.epochs * source_->steps_per_epoch(cfg.global_batch(world));
-  if (cfg.activation_checkpointing)
-    spdlog::warn("train.activation_checkpointing: not implemented yet (the model's block closures do not outlive "
-                 "forward); training without it");
 }
 
 namespace {
@@ -139,6 +131,16 @@ void Trainer::save(int64_t step) {
   spdlog::info("saved checkpoint {}", dir.string());
 }
 
+namespace {
+
+// Positions whose next token is a label (what the CLM mean and the fusion term average over).
+int64_t predicted_tokens(const TrainBatch& batch) {
+  const int64_t t = batch.labels.size(1);
+  return t < 2 ? 0 : batch.labels.narrow(1, 1, t - 1).ne(-100).sum().item<int64_t>();
+}
+
+}  // namespace
+
 StepMetrics Trainer::train_step(int64_t step) {
   const TrainConfig& cfg = opt_.config;
   const int rank = opt_.reducer ? opt_.reducer->rank() : 0;
@@ -146,27 +148,43 @@ StepMetrics Trainer::train_step(int64_t step) {
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<int64_t> global = source_->next_global_batch(cfg.global_batch(world));
   const int64_t per_rank = cfg.micro_batch * cfg.grad_accum;
-  double loss_sum = 0, clm_sum = 0, fusion_sum = 0, tokens = 0;
+  const Precision precision = resolve_precision(cfg.precision, model_->device());
+  // This rank's micro-batches, built up front: the step's loss is the mean over every predicted token of the
+  // global batch, so each micro-batch's mean is weighted by its share of those tokens. With variable-length
+  // (padded) sequences this makes N ranks × micro-batches equal one process with the whole batch.
+  std::vector<TrainBatch> micro;
+  double local_targets = 0;
   for (int64_t k = 0; k < cfg.grad_accum; ++k) {
     auto begin = global.begin() + rank * per_rank + k * cfg.micro_batch;
-    TrainBatch batch = source_->make_batch(std::vector<int64_t>(begin, begin + cfg.micro_batch));
+    micro.push_back(source_->make_batch(std::vector<int64_t>(begin, begin + cfg.micro_batch)));
+    local_targets += static_cast<double>(predicted_tokens(micro.back()));
+  }
+  const double global_targets = std::max(1.0, opt_.reducer ? opt_.reducer->sum(local_targets) : local_targets);
+  double loss_sum = 0, clm_sum = 0, fusion_sum = 0, tokens = 0;
+  for (int64_t k = 0; k < cfg.grad_accum; ++k) {
+    const TrainBatch& batch = micro[size_t(k)];
+    const double share = static_cast<double>(predicted_tokens(batch)) / global_targets;
     model::ForwardArgs args;
     args.input_ids = batch.input_ids.to(model_->device());
+    if (cfg.activation_checkpointing) args.block_runner = checkpointing_block_runner();
     if (batch.position_ids.defined()) args.position_ids = batch.position_ids.to(model_->device());
     if (batch.segment_ids.defined()) args.segment_ids = batch.segment_ids.to(model_->device());
-    at::Tensor hidden = model_->forward_hidden(args);
-    LossParts parts = loss_(*model_, hidden, batch);
-    (parts.total / static_cast<double>(cfg.grad_accum)).backward();
-    loss_sum += parts.total.item<double>();
-    clm_sum += parts.clm;
-    fusion_sum += parts.fusion;
+    LossParts parts;
+    {
+      AutocastScope autocast(precision, model_->device());  // forward and loss only; backward follows the graph
+      at::Tensor hidden = model_->forward_hidden(args);
+      parts = loss_(*model_, hidden, batch);
+    }
+    if (opt_.reducer && k + 1 == cfg.grad_accum) opt_.reducer->begin_last_backward(params_);
+    // × world: the reducer averages gradients over ranks, and the share is of the global token count.
+    (parts.total * (share * static_cast<double>(world))).backward();
+    loss_sum += parts.total.item<double>() * share;
+    clm_sum += parts.clm * share;
+    fusion_sum += parts.fusion * share;
     tokens += static_cast<double>(batch.tokens());
   }
   if (opt_.reducer) {
-    std::vector<at::Tensor> grads;
-    for (auto& p : params_)
-      if (p.grad().defined()) grads.push_back(p.grad());
-    opt_.reducer->average(grads);
+    opt_.reducer->finish(params_);
     loss_sum = opt_.reducer->sum(loss_sum);
     clm_sum = opt_.reducer->sum(clm_sum);
     fusion_sum = opt_.reducer->sum(fusion_sum);
@@ -177,8 +195,7 @@ StepMetrics Trainer::train_step(int64_t step) {
   optimizer_->step(lr);
   optimizer_->zero_grad();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double n = static_cast<double>(cfg.grad_accum * world);
-  return {step + 1, loss_sum / n, clm_sum / n, fusion_sum / n, lr, grad_norm, tokens / std::max(seconds, 1e-9), tokens};
+  return {step + 1, loss_sum, clm_sum, fusion_sum, lr, grad_norm, tokens / std::max(seconds, 1e-9), tokens};
 }
 
 std::vector<StepMetrics> Trainer::run() {

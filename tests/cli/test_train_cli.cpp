@@ -1,7 +1,8 @@
 // `fusellm train` end to end as child processes: a run killed (SIGKILL) after a step or in the middle of
 // writing a checkpoint and then resumed logs the same per-step losses, bit for bit, and ends with the same
-// weights as an uninterrupted run; two Gloo ranks equal one process with the same global batch; a rank
-// whose peer never comes fails with a clear message; config errors are one clear line before any work.
+// weights as an uninterrupted run; two Gloo ranks equal one process with the same global batch, with the
+// gradient all-reduce during or after backward; a rank whose peer never comes fails with a clear message;
+// config errors are one clear line before any work.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "common/run_cli.hpp"
@@ -126,6 +128,37 @@ TEST(TrainCli, KilledRunsResumeBitIdentically) {
   EXPECT_THAT(again.output, HasSubstr("pass --resume"));
 }
 
+// Runs `config` as two Gloo ranks (torchrun's environment) and waits for both.
+void run_two_ranks(const Fixture& fx, const std::string& name, const json& train) {
+  const std::string config = fx.config(name, train);
+  const std::string port = "MASTER_PORT=" + std::to_string(free_port());
+  std::vector<pid_t> pids;
+  for (int r = 0; r < 2; ++r)
+    pids.push_back(start_cli(train_args(config),
+                             {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r), "WORLD_SIZE=2",
+                              "MASTER_ADDR=127.0.0.1", port},
+                             fx.dir / (name + "_rank" + std::to_string(r) + ".log")));
+  for (int r = 0; r < 2; ++r) {
+    Exit e = finish(pids[r], fx.dir / (name + "_rank" + std::to_string(r) + ".log"));
+    ASSERT_EQ(e.code, 0) << name << " rank " << r << ": " << e.output;
+  }
+}
+
+// Largest absolute difference per tensor between two checkpoints' weights (-1: missing in b).
+std::map<std::string, double> weight_diffs(const fs::path& a, const fs::path& b) {
+  io::SafetensorsFile wa(a / "model.safetensors"), wb(b / "model.safetensors");
+  std::map<std::string, double> diffs;
+  for (const auto& info : wa.tensors()) {
+    bool found = false;
+    for (const auto& other : wb.tensors()) found = found || other.name == info.name;
+    diffs[info.name] = found ? (wa.load(info.name) - wb.load(info.name)).abs().max().item<double>() : -1.0;
+  }
+  return diffs;
+}
+
+// Two ranks equal one process with the same global batch; all-reducing gradient buckets during backward
+// (train.overlap_comm, several buckets) gives the same losses and weights, bit for bit, as all-reducing
+// after backward, also with gradient accumulation.
 TEST(TrainCli, TwoGlooRanksEqualOneProcess) {
   FUSELLM_REQUIRE_SHARED();
   Fixture fx("train_cli_gloo");
@@ -142,29 +175,37 @@ TEST(TrainCli, TwoGlooRanksEqualOneProcess) {
 
   json two = one;
   two["micro_batch"] = 2;  // × 2 ranks: the same global batch of 4
-  const std::string config = fx.config("two", two);
-  const std::string port = "MASTER_PORT=" + std::to_string(free_port());
-  std::vector<pid_t> pids;
-  for (int r = 0; r < 2; ++r)
-    pids.push_back(start_cli(train_args(config),
-                             {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r), "WORLD_SIZE=2",
-                              "MASTER_ADDR=127.0.0.1", port},
-                             fx.dir / ("rank" + std::to_string(r) + ".log")));
-  for (int r = 0; r < 2; ++r) {
-    Exit e = finish(pids[r], fx.dir / ("rank" + std::to_string(r) + ".log"));
-    ASSERT_EQ(e.code, 0) << "rank " << r << ": " << e.output;
+  two["overlap_comm"] = false;
+  json overlapped = two;
+  overlapped["overlap_comm"] = true;
+  overlapped["bucket_mb"] = 0.1;  // stories260K's ~1 MB of gradients in about ten buckets
+  json accum = one;               // 2 ranks × 1 sequence × 2 micro-batches, overlapped in the second
+  accum["micro_batch"] = 1;
+  accum["grad_accum"] = 2;
+  accum["bucket_mb"] = 0.1;
+  for (const auto& [name, train] : {std::pair<std::string, json>{"two", two}, {"two_overlap", overlapped},
+                                    {"two_overlap_accum", accum}}) {
+    run_two_ranks(fx, name, train);
+    if (testing::Test::HasFatalFailure()) return;
   }
-  const auto a = losses(fx.dir / "one"), b = losses(fx.dir / "two");
+  const fs::path last = fs::path("checkpoints") / "step-00000006";
+  const auto a = losses(fx.dir / "one");
   ASSERT_EQ(a.size(), 6u);
-  ASSERT_EQ(b.size(), 6u);
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i].second, b[i].second, 1e-5) << "step " << a[i].first;
-  io::SafetensorsFile wa(fx.dir / "one" / "checkpoints" / "step-00000006" / "model.safetensors");
-  io::SafetensorsFile wb(fx.dir / "two" / "checkpoints" / "step-00000006" / "model.safetensors");
-  ASSERT_EQ(wa.tensors().size(), wb.tensors().size());
-  for (const auto& info : wa.tensors()) {
-    const double diff = (wa.load(info.name) - wb.load(info.name)).abs().max().item<double>();
-    EXPECT_LE(diff, 1e-5) << info.name;
+  for (const std::string name : {"two", "two_overlap", "two_overlap_accum"}) {
+    SCOPED_TRACE(name);
+    const auto b = losses(fx.dir / name);
+    ASSERT_EQ(b.size(), 6u);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i].second, b[i].second, 1e-5) << "step " << a[i].first;
+    for (const auto& [tensor, diff] : weight_diffs(fx.dir / "one" / last, fx.dir / name / last)) {
+      EXPECT_GE(diff, 0.0) << tensor << " missing";
+      EXPECT_LE(diff, 1e-5) << tensor;
+    }
   }
+  // Overlap changes when the all-reduces run, not what they sum: bit for bit.
+  const auto plain = losses(fx.dir / "two"), overlap = losses(fx.dir / "two_overlap");
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_EQ(plain[i].second, overlap[i].second) << "step " << i + 1;
+  EXPECT_TRUE(test::bytes_of(fx.dir / "two" / last / "model.safetensors") ==
+              test::bytes_of(fx.dir / "two_overlap" / last / "model.safetensors"));
 }
 
 TEST(TrainCli, MissingPeerTimesOutWithClearMessage) {

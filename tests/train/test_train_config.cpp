@@ -16,7 +16,7 @@ using testing::HasSubstr;
 
 TEST(TrainConfig, ParsesKeysAndDefaults) {
   json j = json::parse(R"({"lr": 2e-5, "betas": [0.9, 0.95], "schedule": "linear", "warmup_steps": 7,
-                           "micro_batch": 3, "grad_accum": 4, "output_dir": "runs/a", "lambda": 0.9})");
+                           "micro_batch": 3, "grad_accum": 4, "output_dir": "runs/a"})");
   TrainConfig c = parse_train_config(j, "exp.json", "/cfg", "exp");
   EXPECT_DOUBLE_EQ(c.lr, 2e-5);
   EXPECT_DOUBLE_EQ(c.beta2, 0.95);

@@ -38,7 +38,7 @@ std::unique_ptr<Trainer> make_trainer(const TrainConfig& cfg, bool resume,
   o.quiet = true;
   return std::make_unique<Trainer>(o, model::load_model(test::stories_dir(), load),
                                    std::make_unique<PackedSequenceSource>(docs, cfg.max_length, cfg.seed, false),
-                                   make_loss(cfg.lambda));
+                                   make_clm_loss());
 }
 
 TEST(Trainer, LossFallsResumeIsExactAndCheckpointReloads) {

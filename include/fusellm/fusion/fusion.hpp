@@ -14,7 +14,9 @@ namespace fusellm::fusion {
 struct SourceBatch {
   at::Tensor ids;       // [B, T, k] int64 target-vocabulary ids, −1 = empty slot
   at::Tensor vals;      // [B, T, k] floating: raw logits over the kept entries (softmax applied here)
-  at::Tensor seq_ce;    // [B] the source's per-sequence CE (MinCE / AvgCE)
+  at::Tensor seq_ce;    // [B] the source's per-sequence CE (MinCE / AvgCE), or [B, T] for packed sequences: at
+                        // each position the CE of the chunk that position belongs to (the choice is then made
+                        // per position; constant within a chunk, so each chunk is fused as if it were alone)
   at::Tensor token_ce;  // [B, T] the source's CE of predicting token t+1 from t (token_minCE); optional
 };
 
@@ -45,6 +47,7 @@ SparseDist merge_duplicate_ids(const SparseDist& dist);
 // Per-source weights [B, T, K] of a strategy (rows sum to 1):
 //   MinCE: one-hot of argmin_s seq_ce (ties → lowest source index), broadcast over T;
 //   AvgCE: softmax_s(exp(−seq_ce_s)) (the official `distill_weighted_as_gt`), broadcast over T;
+//   (with a [B, T] seq_ce both are taken per position, a [B] seq_ce of another source broadcast over T;)
 //   TokenMinCE: one-hot of argmin_s token_ce[b, t] (ties → lowest index).
 at::Tensor strategy_weights(const std::vector<SourceBatch>& sources, Strategy strategy);
 

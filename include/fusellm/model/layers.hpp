@@ -43,16 +43,18 @@ std::vector<double> alibi_slopes(int64_t num_heads, double alibi_bias_max = 8.0)
 double lowest_value(at::ScalarType dtype);
 
 // Additive attention masks for one forward: key j is visible from query i (absolute index past + t) iff
-// j <= i, key j is not padding, and (with window W > 0) i - W < j. Visible entries carry the ALiBi bias
-// slope_h · (j - (Tk - 1)) when slopes are given, masked ones lowest_value(dtype). Masks are built on
-// first request per window and reused by every layer.
+// j <= i, key j is not padding, (with window W > 0) i - W < j, and (with segment ids) key j lies in query
+// i's segment. Visible entries carry the ALiBi bias slope_h · (j - (Tk - 1)) when slopes are given, masked
+// ones lowest_value(dtype). Masks are built on first request per window and reused by every layer.
 struct ForwardState;
 
 class AttentionMasks {
  public:
-  // key_padding: [B, Tk] 1/0 (cached + new keys), undefined = all real.
+  // key_padding: [B, Tk] 1/0 (cached + new keys), undefined = all real. segment_ids: [B, T] int64 of the
+  // queries (= the keys: only without a cache, past_len 0), undefined = one segment.
   AttentionMasks(at::Tensor key_padding, int64_t batch, int64_t query_len, int64_t past_len,
-                 at::ScalarType dtype, at::Device device, std::vector<double> alibi_slopes = {});
+                 at::ScalarType dtype, at::Device device, std::vector<double> alibi_slopes = {},
+                 at::Tensor segment_ids = {});
   // The masks of one forward pass (its key padding and, when given, its segment ids).
   AttentionMasks(const ForwardState& state, at::ScalarType dtype, at::Device device,
                  std::vector<double> alibi_slopes = {});
@@ -61,6 +63,7 @@ class AttentionMasks {
 
  private:
   at::Tensor key_padding_;
+  at::Tensor segment_ids_;
   int64_t batch_, query_len_, past_len_;
   at::ScalarType dtype_;
   at::Device device_;
@@ -74,6 +77,7 @@ struct ForwardState {
   int64_t batch = 0, query_len = 0, past_len = 0;
   at::Tensor positions;    // [B, T] int64
   at::Tensor key_padding;  // [B, past + T] or undefined (all real)
+  at::Tensor segment_ids;  // [B, T] int64 on the device, or undefined (one segment); never with a cache
   ForwardState(const ForwardArgs& args, at::Device device);
 };
 

@@ -19,6 +19,9 @@ struct TrainBatch {
                             // the whole sequence (train.document_mask off)
   at::Tensor labels;        // [B, T] int64, -100 = ignored (shifted inside the loss)
   std::vector<int64_t> sequence_ids;  // which sequences of the source (for aligned side data, e.g. fusion)
+  // Aligned sources with packing: per row the store chunks it concatenates, in order (empty = row r is the
+  // single chunk sequence_ids[r]).
+  std::vector<std::vector<int64_t>> chunk_ids;
   int64_t tokens() const { return input_ids.numel(); }
 };
 
@@ -37,8 +40,10 @@ class TrainBatchSource {
 };
 
 // Documents of token ids packed into fixed-length sequences by plain concatenation (the last partial
-// sequence is dropped). Every epoch visits the sequences in a permutation seeded by (seed, epoch); the
-// batches of an epoch are consecutive slices, a trailing partial batch is skipped.
+// sequence is dropped). Optionally positions restart at each document start and (document_mask) each
+// batch carries segment ids so attention stays inside a document. Every epoch visits the sequences in a
+// permutation seeded by (seed, epoch); the batches of an epoch are consecutive slices, a trailing partial
+// batch is skipped.
 // The seeded, per-epoch shuffled visiting order of a source's sequences and the cursor in it: the part of
 // every batch source's state that the checkpoint keeps. `kind` tags saved positions so a checkpoint of one
 // source kind is never restored into another.
@@ -64,7 +69,7 @@ class EpochOrder {
 class PackedSequenceSource : public TrainBatchSource {
  public:
   PackedSequenceSource(const std::vector<std::vector<int64_t>>& documents, int64_t max_length, uint64_t seed,
-                       bool restart_positions);
+                       bool restart_positions, bool document_mask = false);
   int64_t num_sequences() const override { return static_cast<int64_t>(starts_.size()); }
   std::vector<int64_t> next_global_batch(int64_t global_batch) override;
   TrainBatch make_batch(const std::vector<int64_t>& sequence_ids) const override;
@@ -78,6 +83,7 @@ class PackedSequenceSource : public TrainBatchSource {
   std::vector<int64_t> starts_;      // offset of each sequence in tokens_
   int64_t max_length_;
   bool restart_positions_;
+  bool document_mask_;  // fill segment_ids: 0 for the document running in from the previous sequence, +1 per start
   EpochOrder order_;
 };
 

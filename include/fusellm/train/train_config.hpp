@@ -29,15 +29,19 @@ struct TrainConfig {
   int64_t grad_accum = 1;      // micro-batches per optimizer step
   int64_t max_length = 2048;   // tokens per packed sequence
   bool restart_positions = false;  // position ids restart at each document start inside a packed sequence
+  bool document_mask = false;      // no attention across document boundaries inside a packed sequence
+  bool pack_chunks = true;         // fusion training: pack runs of consecutive aligned chunks up to max_length
   uint64_t seed = 42;
   int64_t save_every = 0;      // 0 = only at the end
   int64_t keep_last = 2;       // checkpoints kept (0 = all)
   int64_t log_every = 10;
   fs::path output_dir;         // default <config dir>/out/<config stem>/train
-  double lambda = 1.0;         // weight of the CLM loss; 1 − lambda weighs the fusion loss
   bool activation_checkpointing = false;
   int64_t max_chunks = 0;      // use only the first N chunks of the dataset (0 = all); for quick runs
   int64_t dist_timeout_s = 300;
+  double bucket_mb = 25;       // data parallel: gradients per all-reduce, in MiB
+  bool overlap_comm = true;    // data parallel: all-reduce gradient buckets while backward still runs
+  std::string precision = "auto";  // "fp32" | "bf16" (autocast, fp32 master weights) | "auto" (bf16 on CUDA)
 
   // Sequences in one optimizer step over all processes.
   int64_t global_batch(int world_size) const { return micro_batch * grad_accum * world_size; }

@@ -1,10 +1,14 @@
 #pragma once
-// `fusellm train --config C`: the experiment config's target model, its chunk dataset tokenized with the
-// target tokenizer and packed into train.max_length sequences, CLM loss (the fusion loss plugs into
-// TrainRunOptions::fusion_loss), one process or data parallel from the launcher's environment.
+// `fusellm train --config C`: the experiment config's target model trained one process or data parallel
+// (from the launcher's environment) on
+//   - with a `fusion` section: the aligned store (align's output) — the target's token ids of every chunk
+//     plus each source's aligned top-k — with λ·CLM + (1−λ)·fusion;
+//   - without one: the chunk dataset tokenized with the target tokenizer, packed into train.max_length
+//     sequences, CLM only.
 #include <memory>
 #include <vector>
 
+#include "fusellm/train/aligned_source.hpp"
 #include "fusellm/train/trainer.hpp"
 #include "fusellm/util/experiment_config.hpp"
 
@@ -14,8 +18,7 @@ struct TrainRunOptions {
   bool resume = false;
   bool quiet = false;
   std::shared_ptr<GradientReducer> reducer;  // null = one process
-  LossFn fusion_loss;                        // null = CLM only
-  // Documents to train on instead of the chunk dataset (tests, custom sources).
+  // Documents to train on instead of the chunk dataset, CLM only (tests, custom sources).
   std::optional<std::vector<std::vector<int64_t>>> documents;
 };
 
@@ -27,6 +30,9 @@ struct TrainRunResult {
 
 // Validates the `train` section (throws ConfigError listing every problem).
 TrainConfig train_config_of(const ExperimentConfig& config);
+// The `fusion` section's settings (nullopt when the config has none: CLM-only training); the aligned store
+// defaults to the align stage's output directory.
+std::optional<FusionSettings> fusion_settings_of(const ExperimentConfig& config);
 
 // Every chunk of the dataset at data.chunk_dir (the first max_chunks when > 0), tokenized with the
 // tokenizer in `model_dir` (its special-token settings apply).

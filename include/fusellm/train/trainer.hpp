@@ -25,8 +25,8 @@ using LossFn = std::function<LossParts(model::CausalLM& model, const at::Tensor&
 
 // Mean next-token cross-entropy over labels != -100, labels shifted by one inside.
 at::Tensor clm_loss(model::CausalLM& model, const at::Tensor& hidden, const TrainBatch& batch);
-// λ·CLM + (1−λ)·fusion; with no fusion function, CLM alone (whatever λ).
-LossFn make_loss(double lambda, LossFn fusion = nullptr);
+// CLM alone as a LossFn (training without sources; the fusion loss is make_fusion_loss in aligned_source.hpp).
+LossFn make_clm_loss();
 
 // Averages gradients over processes; absent for one process.
 class GradientReducer {
@@ -35,6 +35,17 @@ class GradientReducer {
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
   virtual void average(const std::vector<at::Tensor>& grads) = 0;  // in place
+  // A step's gradients: begin_last_backward right before the backward of the step's last micro-batch
+  // (earlier ones only accumulate), finish after it; when finish returns, the parameters' gradients hold
+  // the averages. A reducer may start all-reducing gradients in between, as backward makes them final.
+  // The default averages everything in finish.
+  virtual void begin_last_backward(const std::vector<at::Tensor>& params) {}
+  virtual void finish(const std::vector<at::Tensor>& params) {
+    std::vector<at::Tensor> grads;
+    for (const auto& p : params)
+      if (p.grad().defined()) grads.push_back(p.grad());
+    average(grads);
+  }
   virtual double sum(double value) = 0;  // over ranks, for metrics
   virtual void barrier() = 0;
 };

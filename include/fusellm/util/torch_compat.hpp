@@ -19,8 +19,10 @@ inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::
   // in-place mask add is autograd-safe because matmul's backward does not read its output.
   auto scores = at::matmul(q * scale, k.transpose(-2, -1));
   if (additive_mask.defined()) scores.add_(additive_mask);
-  // Softmax in float32 and cast back, as HF eager attention does for bf16/fp16.
-  return at::matmul(at::softmax(scores, -1, at::kFloat).to(v.scalar_type()), v);
+  // Softmax in float32 and cast back, as HF eager attention does for bf16/fp16; float64 stays float64
+  // (its lowest mask value would overflow to -inf in float32 and turn a fully masked row into NaN).
+  const auto softmax_dtype = scores.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  return at::matmul(at::softmax(scores, -1, softmax_dtype).to(v.scalar_type()), v);
 #endif
 }
 

@@ -1,0 +1,37 @@
+#pragma once
+// Where training computes and in what precision. The device: cuda:LOCAL_RANK when LibTorch sees a GPU,
+// else the CPU. The precision (train.precision): fp32, or bf16 autocast around forward and loss with
+// fp32 master weights (parameters, gradients and optimizer state stay fp32; matmuls run in bf16 on
+// autocast's bf16 copies of the weights).
+#include <string>
+
+#include "fusellm/util/torch_pch.hpp"
+
+namespace fusellm::train {
+
+// cuda:local_rank when CUDA is available (throws Error when local_rank has no GPU), else the CPU.
+at::Device training_device(int local_rank);
+
+enum class Precision { Fp32, Bf16 };
+const char* to_string(Precision p);
+// "fp32" | "bf16" | "auto" (bf16 on CUDA, fp32 elsewhere) for training on `device`.
+Precision resolve_precision(const std::string& setting, const at::Device& device);
+
+// Enables autocast to bf16 for `device` while alive (with Precision::Fp32: does nothing) and restores
+// the previous autocast state after; clears autocast's cache of cast weights on the way out, since the
+// weights change between steps.
+class AutocastScope {
+ public:
+  AutocastScope(Precision precision, const at::Device& device);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool active_ = false;
+  at::DeviceType device_type_ = at::kCPU;
+  bool was_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kBFloat16;
+};
+
+}  // namespace fusellm::train

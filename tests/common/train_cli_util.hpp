@@ -1,0 +1,83 @@
+#pragma once
+// Shared pieces of the CLI training tests: a free TCP port for a rendezvous, the per-step losses a run
+// logged, the weight differences between two checkpoints, two-rank launches the way torchrun starts them.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/run_cli.hpp"
+#include "fusellm/io/safetensors.hpp"
+#include "fusellm/util/fs.hpp"
+#include "fusellm/util/json.hpp"
+
+namespace fusellm::test {
+
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// One metrics.jsonl line per step, in order.
+inline std::vector<json> metric_lines(const fs::path& run_dir) {
+  std::vector<json> v;
+  std::istringstream in(read_file(run_dir / "metrics.jsonl"));
+  std::string line;
+  while (std::getline(in, line)) v.push_back(json::parse(line));
+  return v;
+}
+
+// Per-step (step, loss) from metrics.jsonl, in order.
+inline std::vector<std::pair<int64_t, double>> step_losses(const fs::path& run_dir) {
+  std::vector<std::pair<int64_t, double>> v;
+  for (const json& j : metric_lines(run_dir)) v.emplace_back(j["step"].get<int64_t>(), j["loss"].get<double>());
+  return v;
+}
+
+// Largest absolute difference per tensor between two checkpoints' weights (-1: missing in b).
+inline std::map<std::string, double> weight_diffs(const fs::path& a, const fs::path& b) {
+  io::SafetensorsFile wa(a / "model.safetensors"), wb(b / "model.safetensors");
+  std::map<std::string, double> diffs;
+  for (const auto& info : wa.tensors()) {
+    bool found = false;
+    for (const auto& other : wb.tensors()) found = found || other.name == info.name;
+    diffs[info.name] = found ? (wa.load(info.name) - wb.load(info.name)).abs().max().item<double>() : -1.0;
+  }
+  return diffs;
+}
+
+inline std::vector<std::string> train_args(const std::string& config, bool resume = false) {
+  std::vector<std::string> a = {"train", "--config", config, "--no-progress"};
+  if (resume) a.push_back("--resume");
+  return a;
+}
+
+// Starts `fusellm train --config config` as `world` ranks with torchrun's environment and waits for all;
+// returns each rank's exit. Logs go to log_dir/<name>_rank<r>.log.
+inline std::vector<Exit> run_ranks(const std::string& config, int world, const fs::path& log_dir,
+                                   const std::string& name) {
+  const std::string port = "MASTER_PORT=" + std::to_string(free_port());
+  std::vector<pid_t> pids;
+  for (int r = 0; r < world; ++r)
+    pids.push_back(spawn_cli(train_args(config),
+                             {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r),
+                              "WORLD_SIZE=" + std::to_string(world), "MASTER_ADDR=127.0.0.1", port},
+                             log_dir / (name + "_rank" + std::to_string(r) + ".log")));
+  std::vector<Exit> exits;
+  for (int r = 0; r < world; ++r)
+    exits.push_back(wait_cli(pids[size_t(r)], log_dir / (name + "_rank" + std::to_string(r) + ".log")));
+  return exits;
+}
+
+}  // namespace fusellm::test
