@@ -3,8 +3,10 @@
 //
 // The model is a random-initialized Llama (vocabulary 32000 like Llama-2, untied LM head) written as an HF
 // directory; the aligned store holds K = 3 sources × top-10 over the same random chunks of exactly seq_len
-// tokens (descending log-probs, a different chunk CE per source so minCE's choice varies). All three
-// configurations train on the same batches (AlignedBatchSource; CLM only ignores the sources).
+// tokens (descending log-probs, a different chunk CE per source so minCE's choice varies). All four
+// configurations (clm, clm-1pass, minCE/ce, avgCE/ce) train on the same batches (AlignedBatchSource; the CLM
+// ones ignore the sources). Step time is given as wall clock and as process CPU time: on a shared machine
+// the CPU time is the steadier measure. Intra-op and OpenBLAS threads: 1, or --threads.
 //
 // Each configuration runs in its own child process (this program re-executed with --child) so its peak RSS
 // is its own. The child stops the trainer after warm-up + measured steps through its batch source (which
@@ -14,6 +16,7 @@
 //
 // Usage: bench_train_step [--quick] [--threads N] [--rounds N] [--steps N] [--warmup N] [--batch N]
 //                         [--seq N] [--hidden N] [--layers N] [--vocab N]
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +88,13 @@ double process_cpu_s() {
   timespec ts{};
   ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// System (kernel) CPU seconds of the process so far: page faults of freshly mapped big tensors show here.
+double process_sys_s() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_stime.tv_sec) + 1e-6 * double(usage.ru_stime.tv_usec);
 }
 
 double median(std::vector<double> v) {
@@ -181,6 +191,7 @@ class StepClock : public train::TrainBatchSource {
   std::vector<int64_t> next_global_batch(int64_t global_batch) override {
     starts.push_back(Clock::now());
     cpu_s.push_back(process_cpu_s());
+    sys_s.push_back(process_sys_s());
     peak_kb.push_back(proc_status_kb("VmHWM"));
     if (int64_t(starts.size()) > steps_to_run_) throw StopAfterMeasuredSteps{};
     return inner_->next_global_batch(global_batch);
@@ -191,7 +202,7 @@ class StepClock : public train::TrainBatchSource {
   void restore(const json& position) override { inner_->restore(position); }
 
   std::vector<Clock::time_point> starts;
-  std::vector<double> cpu_s;
+  std::vector<double> cpu_s, sys_s;
   std::vector<int64_t> peak_kb;
 
  private:
@@ -267,10 +278,11 @@ int run_child(const std::string& config, const fs::path& dir) {
   }
   fs::remove_all(c.output_dir);
 
-  std::vector<double> step_s, step_cpu_s;
+  std::vector<double> step_s, step_cpu_s, step_sys_s;
   for (size_t i = size_t(s.warmup); i + 1 < clock.starts.size(); ++i) {
     step_s.push_back(std::chrono::duration<double>(clock.starts[i + 1] - clock.starts[i]).count());
     step_cpu_s.push_back(clock.cpu_s[i + 1] - clock.cpu_s[i]);
+    step_sys_s.push_back(clock.sys_s[i + 1] - clock.sys_s[i]);
   }
   loss_fwd_ms.erase(loss_fwd_ms.begin(), loss_fwd_ms.begin() + std::min<size_t>(loss_fwd_ms.size(), s.warmup));
 
@@ -288,6 +300,7 @@ int run_child(const std::string& config, const fs::path& dir) {
   }
   const json result = {{"config", config}, {"step_s", step_s}, {"median_step_s", median(step_s)},
                        {"step_cpu_s", step_cpu_s}, {"median_step_cpu_s", median(step_cpu_s)},
+                       {"median_step_sys_s", median(step_sys_s)},
                        {"tokens_per_step", s.batch * s.seq}, {"base_rss_kb", base_kb},
                        {"peak_rss_kb", clock.peak_kb.back()}, {"loss_fwd_ms", median(loss_fwd_ms)},
                        {"prep_ms", median(prep_ms)}, {"loss", last.total.defined() ? last.total.item<double>() : 0.0},
@@ -315,10 +328,15 @@ std::string cpu_model() {
 
 // Re-executes this program as `--child config dir` (a fresh process: its peak RSS is its own) and returns
 // the child's result.
-json run_config(const std::string& config, const fs::path& dir) {
+json run_config(const std::string& config, const fs::path& dir, int64_t threads) {
   const pid_t pid = ::fork();
   if (pid < 0) fail("bench_train_step: fork failed: {}", std::strerror(errno));
   if (pid == 0) {
+    // LibTorch's BLAS here is OpenBLAS with its own thread pool (default: every core), which
+    // at::set_num_threads does not govern: pin it (and OpenMP) to the same count, read when they load.
+    const std::string n = std::to_string(threads);
+    ::setenv("OPENBLAS_NUM_THREADS", n.c_str(), 1);
+    ::setenv("OMP_NUM_THREADS", n.c_str(), 1);
     const std::string d = dir.string();
     ::execl("/proc/self/exe", "bench_train_step", "--child", config.c_str(), d.c_str(), static_cast<char*>(nullptr));
     std::perror("bench_train_step: exec");
@@ -374,7 +392,7 @@ int run_parent(int argc, char** argv) {
 
   auto model = model::load_model(dir / "model");
   std::printf("bench_train_step: full training steps (forward, loss, backward, clip, AdamW) on CPU, fp32\n");
-  std::printf("  %s, %ld cores online, %ld intra-op thread(s) per run, LibTorch %s\n", cpu_model().c_str(),
+  std::printf("  %s, %ld cores online, %ld intra-op and BLAS thread(s) per run, LibTorch %s\n", cpu_model().c_str(),
               ::sysconf(_SC_NPROCESSORS_ONLN), long(s.threads), TORCH_VERSION);
   std::printf("  model: random llama, vocab %ld, hidden %ld, %ld layers, %.1fM parameters; micro-batch %ld x %ld "
               "tokens\n", long(s.vocab), long(s.hidden), long(s.layers), double(model->num_parameters()) / 1e6,
@@ -390,7 +408,7 @@ int run_parent(int argc, char** argv) {
     std::fflush(stdout);
     for (size_t j = 0; j < kConfigs.size(); ++j) {
       const std::string& config = kConfigs[(j + size_t(r)) % kConfigs.size()];  // rotate the order per round
-      json res = run_config(config, dir);
+      json res = run_config(config, dir, s.threads);
       std::printf("  %s %.3f/%.3f %.0fM", config.c_str(), res.at("median_step_s").get<double>(),
                   res.at("median_step_cpu_s").get<double>(), res.at("peak_rss_kb").get<double>() / 1024);
       std::fflush(stdout);
@@ -399,12 +417,12 @@ int run_parent(int argc, char** argv) {
     std::printf("\n");
   }
 
-  std::printf("\n%-9s %7s %7s %6s %9s %8s %9s %7s %7s %6s %8s %8s %8s\n", "config", "wall s", "cpu s", "tok/s",
+  std::printf("\n%-9s %7s %7s %6s %6s %9s %8s %9s %7s %7s %6s %8s %8s %8s\n", "config", "wall s", "cpu s", "sys s", "tok/s",
               "tok/cpu-s", "peak MiB", "+MiB/base", "loss ms", "prep ms", "fusion", "wall/clm", "cpu/clm",
               "cpu/1pass");
   const double tokens = double(s.batch * s.seq);
   for (const auto& config : kConfigs) {
-    std::vector<double> wall, cpu, peak, extra, loss_ms, prep, wall_ratio, cpu_ratio, cpu_ratio_1pass;
+    std::vector<double> wall, cpu, sys, peak, extra, loss_ms, prep, wall_ratio, cpu_ratio, cpu_ratio_1pass;
     double fusion_value = 0;
     for (size_t r = 0; r < results[config].size(); ++r) {
       const json& res = results[config][r];
@@ -412,6 +430,7 @@ int run_parent(int argc, char** argv) {
       const json& clm_1pass = results["clm-1pass"][r];
       wall.push_back(res.at("median_step_s").get<double>());
       cpu.push_back(res.at("median_step_cpu_s").get<double>());
+      sys.push_back(res.at("median_step_sys_s").get<double>());
       peak.push_back(res.at("peak_rss_kb").get<double>() / 1024);
       extra.push_back((res.at("peak_rss_kb").get<double>() - res.at("base_rss_kb").get<double>()) / 1024);
       loss_ms.push_back(res.at("loss_fwd_ms").get<double>());
@@ -421,16 +440,17 @@ int run_parent(int argc, char** argv) {
       cpu_ratio_1pass.push_back(cpu.back() / clm_1pass.at("median_step_cpu_s").get<double>());
       fusion_value = res.at("fusion").get<double>();
     }
-    std::printf("%-9s %7.3f %7.3f %6.0f %9.0f %8.0f %9.0f %7.1f %7.2f %6.3f %+7.1f%% %+7.1f%% %+8.1f%%\n",
-                config.c_str(), median(wall), median(cpu), tokens / median(wall), tokens / median(cpu), median(peak),
+    std::printf("%-9s %7.3f %7.3f %6.3f %6.0f %9.0f %8.0f %9.0f %7.1f %7.2f %6.3f %+7.1f%% %+7.1f%% %+8.1f%%\n",
+                config.c_str(), median(wall), median(cpu), median(sys), tokens / median(wall), tokens / median(cpu), median(peak),
                 median(extra), median(loss_ms), median(prep), fusion_value, 100.0 * (median(wall_ratio) - 1.0),
                 100.0 * (median(cpu_ratio) - 1.0), 100.0 * (median(cpu_ratio_1pass) - 1.0));
   }
   std::printf("\nwall s / cpu s: median over rounds of each run's median step (wall clock / process CPU time,\n"
-              "all threads, user + system); wall/clm, cpu/clm, cpu/1pass: median over rounds of the ratio to the\n"
-              "same round's clm or clm-1pass run (target: fusion adds <= 5 %%); peak MiB: VmHWM over the steps;\n"
-              "+MiB/base: above the RSS after loading (model, AdamW); loss ms: loss forward incl. LM head;\n"
-              "prep ms: aligned_source_batches + fuse per micro-batch; fusion: the fusion term at the last step.\n"
+              "all threads, user + system; sys s: the system part); wall/clm, cpu/clm, cpu/1pass: median over\n"
+              "rounds of the ratio to the same round's clm or clm-1pass run (target: fusion adds <= 5 %%); peak\n"
+              "MiB: VmHWM over the steps; +MiB/base: above the RSS after loading (model, AdamW); loss ms: loss\n"
+              "forward incl. LM head; prep ms: aligned_source_batches + fuse per micro-batch; fusion: the fusion\n"
+              "term at the last step.\n"
               "Load average after: %s\n",
               load_average().c_str());
   fs::remove_all(dir);

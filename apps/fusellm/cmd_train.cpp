@@ -3,6 +3,7 @@
 // WORLD_SIZE, MASTER_ADDR, MASTER_PORT): Gloo on CPU, NCCL on GPUs (LibTorch with CUDA).
 #include <iostream>
 
+#include "cli_common.hpp"
 #include "command.hpp"
 #include "fusellm/train/gloo_reducer.hpp"
 #include "fusellm/train/precision.hpp"
@@ -20,6 +21,7 @@ struct TrainFlags {
   std::string config;
   bool resume = false;
   bool no_progress = false;
+  std::string device;
 };
 
 int run(const TrainFlags& f) {
@@ -29,12 +31,14 @@ int run(const TrainFlags& f) {
   options.resume = f.resume;
   options.quiet = f.no_progress;
   const RankInfo rank = rank_info_from_env();
+  if (!f.device.empty()) options.device = cli::load_options("auto", f.device).device;
+  const at::Device device = options.device ? *options.device : train::training_device(rank.local_rank);
   if (rank.world_size > 1) {
     train::ReducerOptions reducer;
     reducer.timeout = std::chrono::seconds(cfg.dist_timeout_s);
     reducer.bucket_bytes = static_cast<size_t>(cfg.bucket_mb * (1 << 20));
     reducer.overlap = cfg.overlap_comm;
-    reducer.device = train::training_device(rank.local_rank);  // NCCL when the model goes to a GPU
+    reducer.device = device;  // NCCL when the model goes to a GPU
     options.reducer = train::make_process_group_reducer(rank, reducer);
     if (!rank.is_main()) spdlog::set_level(spdlog::level::warn);
   }
@@ -52,6 +56,7 @@ cli::Action setup(CLI::App& app) {
   app.add_option("--config", f->config, "experiment config (JSON) with a `train` section")->required();
   app.add_flag("--resume", f->resume, "continue from the latest checkpoint in train.output_dir");
   app.add_flag("--no-progress", f->no_progress, "no progress bar / progress log lines");
+  app.add_option("--device", f->device, "cpu, cuda, cuda:N (default: cuda:LOCAL_RANK when available, else cpu)");
   return [f] { return run(*f); };
 }
 

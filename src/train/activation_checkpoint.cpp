@@ -9,6 +9,8 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "fusellm/train/precision.hpp"
+
 #include <utility>
 
 namespace fusellm::train {
@@ -18,8 +20,9 @@ namespace {
 // IValues; a capsule (an IValue around an intrusive_ptr<CustomClassHolder>) carries an arbitrary C++
 // object and exists unchanged in LibTorch 1.13 and 2.x.
 struct BlockHolder : torch::CustomClassHolder {
-  explicit BlockHolder(model::BlockFn fn) : block(std::move(fn)) {}
+  explicit BlockHolder(model::BlockFn fn) : block(std::move(fn)), autocast(current_autocast_state()) {}
   model::BlockFn block;
+  AutocastState autocast;  // the recompute runs under forward's autocast (bf16 training), as torch's does
 };
 
 struct CheckpointedBlock : torch::autograd::Function<CheckpointedBlock> {
@@ -50,6 +53,7 @@ struct CheckpointedBlock : torch::autograd::Function<CheckpointedBlock> {
     at::Tensor recomputed;
     {
       at::AutoGradMode enable_grad(true);  // the engine runs backward with grad disabled
+      AutocastReplay autocast(holder->autocast);
       recomputed = holder->block(input);
     }
     if (recomputed.requires_grad()) torch::autograd::backward({recomputed}, {grads.at(0)});

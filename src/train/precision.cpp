@@ -91,4 +91,33 @@ AutocastScope::~AutocastScope() {
   set_autocast_dtype(device_type_, previous_dtype_);
 }
 
+AutocastState current_autocast_state() {
+  AutocastState s;
+  s.cpu = autocast_enabled(at::kCPU);
+  s.cuda = autocast_enabled(at::kCUDA);
+  s.cpu_dtype = autocast_dtype(at::kCPU);
+  s.cuda_dtype = autocast_dtype(at::kCUDA);
+  return s;
+}
+
+namespace {
+void apply(const AutocastState& s) {
+  set_autocast_dtype(at::kCPU, s.cpu_dtype);
+  set_autocast_dtype(at::kCUDA, s.cuda_dtype);
+  set_autocast_enabled(at::kCPU, s.cpu);
+  set_autocast_enabled(at::kCUDA, s.cuda);
+}
+}  // namespace
+
+AutocastReplay::AutocastReplay(const AutocastState& state) : previous_(current_autocast_state()) {
+  apply(state);
+  nested_ = state.cpu || state.cuda;
+  if (nested_) at::autocast::increment_nesting();
+}
+
+AutocastReplay::~AutocastReplay() {
+  if (nested_ && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  apply(previous_);
+}
+
 }  // namespace fusellm::train

@@ -121,7 +121,7 @@ TrainRunResult train_from_config(const ExperimentConfig& config, const TrainRunO
   at::manual_seed(cfg.seed);
   io::LoadOptions load;
   load.dtype = at::kFloat;  // fp32 master weights: training updates are lost in bf16/fp16 rounding
-  load.device = training_device(rank_info_from_env().local_rank);  // cuda:LOCAL_RANK when there is a GPU
+  load.device = options.device ? *options.device : training_device(rank_info_from_env().local_rank);
   auto model = model::load_model(target.path, load);
 
   TrainerOptions topt;

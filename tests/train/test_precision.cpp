@@ -23,6 +23,27 @@ TEST(Precision, AutoIsBf16OnCudaOnly) {
   if (!torch::cuda::is_available()) EXPECT_TRUE(training_device(0).is_cpu());
 }
 
+TEST(Precision, ConfigKeys) {
+  TrainConfig defaults = parse_train_config(json::object(), "c.json", "/tmp", "c");
+  EXPECT_EQ(defaults.precision, "auto");
+  EXPECT_EQ(defaults.bucket_mb, 25.0);
+  EXPECT_TRUE(defaults.overlap_comm);
+  TrainConfig set = parse_train_config(json{{"precision", "bf16"}, {"bucket_mb", 0.5}, {"overlap_comm", false}},
+                                       "c.json", "/tmp", "c");
+  EXPECT_EQ(set.precision, "bf16");
+  EXPECT_EQ(set.bucket_mb, 0.5);
+  EXPECT_FALSE(set.overlap_comm);
+  EXPECT_EQ(set.to_json()["precision"], "bf16");
+  try {
+    parse_train_config(json{{"precision", "fp16"}, {"bucket_mb", 0}}, "c.json", "/tmp", "c");
+    ADD_FAILURE() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("train.precision: expected one of 'fp32', 'bf16', 'auto'"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("train.bucket_mb: expected a number > 0"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Precision, AutocastScopeCastsMatmulsOnlyInside) {
   const at::Tensor a = at::randn({4, 8}), b = at::randn({8, 3});
   {
@@ -38,7 +59,7 @@ TEST(Precision, AutocastScopeCastsMatmulsOnlyInside) {
 }
 
 std::vector<StepMetrics> train(const std::string& precision, const std::vector<std::vector<int64_t>>& docs,
-                               std::unique_ptr<Trainer>* keep) {
+                               std::unique_ptr<Trainer>* keep, bool checkpointing = false) {
   TrainConfig c;
   c.lr = 5e-3;
   c.warmup_steps = 1;
@@ -48,7 +69,8 @@ std::vector<StepMetrics> train(const std::string& precision, const std::vector<s
   c.max_length = 32;
   c.log_every = 100;
   c.precision = precision;
-  c.output_dir = test::scratch_dir("precision_" + precision);
+  c.activation_checkpointing = checkpointing;
+  c.output_dir = test::scratch_dir("precision_" + precision + (checkpointing ? "_ckpt" : ""));
   at::manual_seed(c.seed);
   io::LoadOptions load;
   load.dtype = at::kFloat;
@@ -85,6 +107,16 @@ TEST(Precision, Bf16TrainingTracksFp32WithFp32MasterWeights) {
     EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
     EXPECT_TRUE(at::isfinite(t).all().item<bool>()) << name;
   }
+}
+
+TEST(Precision, Bf16WithActivationCheckpointingMatchesWithout) {
+  FUSELLM_REQUIRE_SHARED();
+  const auto docs = test::shakespeare_documents(6000);
+  std::unique_ptr<Trainer> plain_trainer, ckpt_trainer;
+  const auto plain = train("bf16", docs, &plain_trainer);
+  const auto ckpt = train("bf16", docs, &ckpt_trainer, true);
+  ASSERT_EQ(ckpt.size(), plain.size());
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_NEAR(ckpt[i].loss, plain[i].loss, 1e-3) << "step " << i + 1;
 }
 
 }  // namespace

@@ -34,4 +34,26 @@ class AutocastScope {
   at::ScalarType previous_dtype_ = at::kBFloat16;
 };
 
+// The autocast switches in force on this thread, for re-running forward code later under the same ones
+// (activation checkpointing recomputes blocks during backward, where the trainer's autocast is off).
+struct AutocastState {
+  bool cpu = false, cuda = false;
+  at::ScalarType cpu_dtype = at::kBFloat16, cuda_dtype = at::kHalf;
+};
+AutocastState current_autocast_state();
+
+// Applies `state` while alive, then restores the previous one; drops the cache of cast weights when
+// leaving the outermost autocast region (as AutocastScope does), so no stale cast outlives a step.
+class AutocastReplay {
+ public:
+  explicit AutocastReplay(const AutocastState& state);
+  ~AutocastReplay();
+  AutocastReplay(const AutocastReplay&) = delete;
+  AutocastReplay& operator=(const AutocastReplay&) = delete;
+
+ private:
+  AutocastState previous_;
+  bool nested_ = false;
+};
+
 }  // namespace fusellm::train
