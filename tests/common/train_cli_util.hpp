@@ -1,33 +1,18 @@
 #pragma once
-// Shared pieces of the CLI training tests: a free TCP port for a rendezvous, the per-step losses a run
+// Shared pieces of the CLI training tests: the per-step losses a run
 // logged, the weight differences between two checkpoints, two-rank launches the way torchrun starts them.
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "common/free_port.hpp"
 #include "common/run_cli.hpp"
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/util/fs.hpp"
 #include "fusellm/util/json.hpp"
 
 namespace fusellm::test {
-
-inline int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // One metrics.jsonl line per step, in order.
 inline std::vector<json> metric_lines(const fs::path& run_dir) {

@@ -216,17 +216,13 @@ TEST(ActivationCheckpoint, TrainerStepsMatch) {
   FUSELLM_REQUIRE_SHARED();
   const auto docs = test::shakespeare_documents(3000);
   auto run = [&docs](bool checkpointing) {
-    TrainConfig c;
-    c.lr = 5e-3;
+    TrainConfig c = test::small_train_config(test::scratch_dir(checkpointing ? "ckpt_trainer_on" : "ckpt_trainer_off"));
+    c.weight_decay = 0;
     c.warmup_steps = 1;
     c.max_steps = 4;
-    c.micro_batch = 2;
-    c.grad_accum = 2;
-    c.max_length = 32;
+    c.keep_last = 2;
     c.restart_positions = true;
-    c.log_every = 100;
     c.activation_checkpointing = checkpointing;
-    c.output_dir = test::scratch_dir(checkpointing ? "ckpt_trainer_on" : "ckpt_trainer_off");
     at::manual_seed(c.seed);
     io::LoadOptions load;
     load.dtype = at::kFloat;

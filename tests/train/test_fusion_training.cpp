@@ -37,18 +37,7 @@ std::shared_ptr<const align::AlignedStoreReader> build_store(const fs::path& dir
 
 std::vector<StepMetrics> train(const std::shared_ptr<const align::AlignedStoreReader>& store, const fs::path& out,
                                double lambda, bool with_fusion) {
-  TrainConfig c;
-  c.lr = 5e-3;
-  c.weight_decay = 0.01;
-  c.warmup_steps = 2;
-  c.max_steps = 10;
-  c.micro_batch = 2;
-  c.grad_accum = 2;
-  c.max_length = 32;
-  c.save_every = 0;
-  c.keep_last = 1;
-  c.log_every = 100;
-  c.output_dir = out;
+  TrainConfig c = test::small_train_config(out);
   fs::remove_all(out);
   at::manual_seed(c.seed);
   io::LoadOptions load;

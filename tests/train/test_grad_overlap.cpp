@@ -4,30 +4,18 @@
 // without a gradient on one rank, on no rank, or only from an earlier micro-batch neither deadlocks
 // nor loses its gradient.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <exception>
 #include <thread>
 
+#include "common/free_port.hpp"
 #include "fusellm/train/gloo_reducer.hpp"
 #include "fusellm/train/grad_buckets.hpp"
 
 namespace fusellm::train {
 namespace {
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+using test::free_port;
 
 constexpr int kLayers = 8, kWidth = 32;
 

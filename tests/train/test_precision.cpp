@@ -60,17 +60,13 @@ TEST(Precision, AutocastScopeCastsMatmulsOnlyInside) {
 
 std::vector<StepMetrics> train(const std::string& precision, const std::vector<std::vector<int64_t>>& docs,
                                std::unique_ptr<Trainer>* keep, bool checkpointing = false) {
-  TrainConfig c;
-  c.lr = 5e-3;
+  TrainConfig c = test::small_train_config(test::scratch_dir("precision_" + precision + (checkpointing ? "_ckpt" : "")));
+  c.weight_decay = 0;
   c.warmup_steps = 1;
   c.max_steps = 6;
-  c.micro_batch = 2;
-  c.grad_accum = 2;
-  c.max_length = 32;
-  c.log_every = 100;
+  c.keep_last = 2;
   c.precision = precision;
   c.activation_checkpointing = checkpointing;
-  c.output_dir = test::scratch_dir("precision_" + precision + (checkpointing ? "_ckpt" : ""));
   at::manual_seed(c.seed);
   io::LoadOptions load;
   load.dtype = at::kFloat;

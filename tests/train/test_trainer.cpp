@@ -11,18 +11,10 @@ namespace fusellm::train {
 namespace {
 
 TrainConfig small_config(const fs::path& out) {
-  TrainConfig c;
-  c.lr = 5e-3;
-  c.weight_decay = 0.01;
-  c.warmup_steps = 2;
+  TrainConfig c = test::small_train_config(out);
   c.max_steps = 20;
-  c.micro_batch = 2;
-  c.grad_accum = 2;
-  c.max_length = 32;
   c.save_every = 5;
   c.keep_last = 0;
-  c.log_every = 100;
-  c.output_dir = out;
   return c;
 }
 

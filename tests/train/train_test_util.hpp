@@ -10,6 +10,24 @@
 
 namespace fusellm::test {
 
+// The training settings the train tests start from (a few quick steps on stories260K); each test changes
+// what it is about.
+inline train::TrainConfig small_train_config(const fs::path& output_dir) {
+  train::TrainConfig c;
+  c.lr = 5e-3;
+  c.weight_decay = 0.01;
+  c.warmup_steps = 2;
+  c.max_steps = 10;
+  c.micro_batch = 2;
+  c.grad_accum = 2;
+  c.max_length = 32;
+  c.save_every = 0;
+  c.keep_last = 1;
+  c.log_every = 100;
+  c.output_dir = output_dir;
+  return c;
+}
+
 inline fs::path stories_dir() { return shared_dir() / "data" / "models" / "stories260K-hf"; }
 
 // Paragraphs of tiny Shakespeare (first `bytes` bytes), tokenized with the stories tokenizer.
