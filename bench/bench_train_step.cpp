@@ -15,7 +15,7 @@
 // shared; the table gives medians over rounds of each child's median step time.
 //
 // Usage: bench_train_step [--quick] [--threads N] [--rounds N] [--steps N] [--warmup N] [--batch N]
-//                         [--seq N] [--hidden N] [--layers N] [--vocab N]
+//                         [--seq N] [--hidden N] [--layers N] [--vocab N] [--keep]
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -53,6 +53,7 @@ struct Setup {
   int64_t seq = 512, batch = 2, sources = 3, topk = 10, chunks = 32;
   int64_t warmup = 1, steps = 5, rounds = 3, threads = 1;
   bool quick = false;
+  bool keep = false;  // keep the model and store for profiling one configuration: --child CONFIG DIR
 
   json to_json() const {
     return {{"vocab", vocab}, {"hidden", hidden}, {"intermediate", intermediate}, {"layers", layers},
@@ -365,7 +366,8 @@ int run_parent(int argc, char** argv) {
       s.quick = true;
       s.vocab = 512, s.hidden = 64, s.intermediate = 172, s.layers = 2, s.heads = 4, s.seq = 64, s.batch = 2;
       s.chunks = 16, s.warmup = 1, s.steps = 3, s.rounds = 1;
-    } else if (a == "--threads") s.threads = flag_value(i, argc, argv);
+    } else if (a == "--keep") s.keep = true;
+    else if (a == "--threads") s.threads = flag_value(i, argc, argv);
     else if (a == "--rounds") s.rounds = flag_value(i, argc, argv);
     else if (a == "--steps") s.steps = flag_value(i, argc, argv);
     else if (a == "--warmup") s.warmup = flag_value(i, argc, argv);
@@ -453,7 +455,11 @@ int run_parent(int argc, char** argv) {
               "term at the last step.\n"
               "Load average after: %s\n",
               load_average().c_str());
-  fs::remove_all(dir);
+  if (s.keep)
+    std::printf("kept %s (profile one configuration: OPENBLAS_NUM_THREADS=%ld bench_train_step --child CONFIG %s)\n",
+                dir.c_str(), long(s.threads), dir.c_str());
+  else
+    fs::remove_all(dir);
   return 0;
 }
 

@@ -223,17 +223,10 @@ TEST(ActivationCheckpoint, TrainerStepsMatch) {
     c.keep_last = 2;
     c.restart_positions = true;
     c.activation_checkpointing = checkpointing;
-    at::manual_seed(c.seed);
-    io::LoadOptions load;
-    load.dtype = at::kFloat;
-    TrainerOptions o;
-    o.config = c;
-    o.model_dir = test::stories_dir();
-    o.quiet = true;
-    Trainer trainer(o, model::load_model(test::stories_dir(), load),
-                    std::make_unique<PackedSequenceSource>(docs, c.max_length, c.seed, c.restart_positions),
-                    make_clm_loss());
-    return trainer.run();
+    return test::stories_trainer(
+               c, std::make_unique<PackedSequenceSource>(docs, c.max_length, c.seed, c.restart_positions),
+               make_clm_loss())
+        ->run();
   };
   const std::vector<StepMetrics> plain = run(false), ckpt = run(true);
   ASSERT_EQ(plain.size(), 4u);

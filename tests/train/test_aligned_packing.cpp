@@ -261,20 +261,12 @@ TEST(AlignedPacking, PackedTrainingLossFalls) {
   c.document_mask = true;
   c.pack_chunks = true;
   fs::remove_all(c.output_dir);
-  at::manual_seed(c.seed);
-  io::LoadOptions load;
-  load.dtype = at::kFloat;
-  TrainerOptions o;
-  o.config = c;
-  o.model_dir = test::stories_dir();
-  o.quiet = true;
   FusionSettings settings;
   settings.lambda = 0.9;
   auto source = std::make_unique<AlignedBatchSource>(
       store, AlignedSourceOptions{c.max_length, c.seed, c.pack_chunks, c.restart_positions, c.document_mask});
   ASSERT_GE(source->num_sequences(), c.global_batch(1));
-  Trainer trainer(o, model::load_model(test::stories_dir(), load), std::move(source), make_fusion_loss(store, settings));
-  const auto metrics = trainer.run();
+  const auto metrics = test::stories_trainer(c, std::move(source), make_fusion_loss(store, settings))->run();
   ASSERT_EQ(metrics.size(), 12u);
   for (const auto& m : metrics) {
     EXPECT_TRUE(std::isfinite(m.loss) && std::isfinite(m.fusion) && m.fusion > 0) << m.step;

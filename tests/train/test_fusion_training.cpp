@@ -39,20 +39,12 @@ std::vector<StepMetrics> train(const std::shared_ptr<const align::AlignedStoreRe
                                double lambda, bool with_fusion) {
   TrainConfig c = test::small_train_config(out);
   fs::remove_all(out);
-  at::manual_seed(c.seed);
-  io::LoadOptions load;
-  load.dtype = at::kFloat;
-  TrainerOptions o;
-  o.config = c;
-  o.model_dir = test::stories_dir();
-  o.quiet = true;
   FusionSettings settings;
   settings.lambda = lambda;
   LossFn loss = with_fusion ? make_fusion_loss(store, settings) : make_clm_loss();
-  Trainer trainer(o, model::load_model(test::stories_dir(), load),
-                  std::make_unique<AlignedBatchSource>(store, AlignedSourceOptions{c.max_length, c.seed, false}),
-                  loss);
-  return trainer.run();
+  return test::stories_trainer(c, std::make_unique<AlignedBatchSource>(
+                                      store, AlignedSourceOptions{c.max_length, c.seed, false}),
+                               loss)->run();
 }
 
 TEST(FusionTraining, BatchesMatchTheStoreAndFusedLossFalls) {

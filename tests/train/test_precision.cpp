@@ -67,16 +67,8 @@ std::vector<StepMetrics> train(const std::string& precision, const std::vector<s
   c.keep_last = 2;
   c.precision = precision;
   c.activation_checkpointing = checkpointing;
-  at::manual_seed(c.seed);
-  io::LoadOptions load;
-  load.dtype = at::kFloat;
-  TrainerOptions o;
-  o.config = c;
-  o.model_dir = test::stories_dir();
-  o.quiet = true;
-  *keep = std::make_unique<Trainer>(o, model::load_model(test::stories_dir(), load),
-                                    std::make_unique<PackedSequenceSource>(docs, c.max_length, c.seed, false),
-                                    make_clm_loss());
+  *keep = test::stories_trainer(c, std::make_unique<PackedSequenceSource>(docs, c.max_length, c.seed, false),
+                                make_clm_loss());
   return (*keep)->run();
 }
 

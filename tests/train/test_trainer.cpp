@@ -20,17 +20,8 @@ TrainConfig small_config(const fs::path& out) {
 
 std::unique_ptr<Trainer> make_trainer(const TrainConfig& cfg, bool resume,
                                       const std::vector<std::vector<int64_t>>& docs) {
-  at::manual_seed(cfg.seed);
-  io::LoadOptions load;
-  load.dtype = at::kFloat;
-  TrainerOptions o;
-  o.config = cfg;
-  o.model_dir = test::stories_dir();
-  o.resume = resume;
-  o.quiet = true;
-  return std::make_unique<Trainer>(o, model::load_model(test::stories_dir(), load),
-                                   std::make_unique<PackedSequenceSource>(docs, cfg.max_length, cfg.seed, false),
-                                   make_clm_loss());
+  return test::stories_trainer(cfg, std::make_unique<PackedSequenceSource>(docs, cfg.max_length, cfg.seed, false),
+                               make_clm_loss(), resume);
 }
 
 TEST(Trainer, LossFallsResumeIsExactAndCheckpointReloads) {

@@ -5,10 +5,13 @@
 
 #include "common/test_paths.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
+#include "fusellm/model/causal_lm.hpp"
 #include "fusellm/train/trainer.hpp"
 #include "fusellm/util/fs.hpp"
 
 namespace fusellm::test {
+
+inline fs::path stories_dir() { return shared_dir() / "data" / "models" / "stories260K-hf"; }
 
 // The training settings the train tests start from (a few quick steps on stories260K); each test changes
 // what it is about.
@@ -28,7 +31,22 @@ inline train::TrainConfig small_train_config(const fs::path& output_dir) {
   return c;
 }
 
-inline fs::path stories_dir() { return shared_dir() / "data" / "models" / "stories260K-hf"; }
+// A Trainer on stories260K (fp32 weights, torch seeded from the config, no progress bar).
+inline std::unique_ptr<train::Trainer> stories_trainer(const train::TrainConfig& c,
+                                                       std::unique_ptr<train::TrainBatchSource> source,
+                                                       train::LossFn loss, bool resume = false) {
+  at::manual_seed(c.seed);
+  io::LoadOptions load;
+  load.dtype = at::kFloat;
+  train::TrainerOptions o;
+  o.config = c;
+  o.model_dir = stories_dir();
+  o.resume = resume;
+  o.quiet = true;
+  return std::make_unique<train::Trainer>(o, model::load_model(stories_dir(), load), std::move(source),
+                                          std::move(loss));
+}
+
 
 // Paragraphs of tiny Shakespeare (first `bytes` bytes), tokenized with the stories tokenizer.
 inline std::vector<std::vector<int64_t>> shakespeare_documents(size_t bytes) {
