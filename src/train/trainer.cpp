@@ -15,6 +15,7 @@
 #include "fusellm/io/checkpoint.hpp"
 #include "fusellm/train/activation_checkpoint.hpp"
 #include "fusellm/train/checkpoint.hpp"
+#include "fusellm/train/flops.hpp"
 #include "fusellm/train/optimizer.hpp"
 #include "fusellm/train/precision.hpp"
 #include "fusellm/util/error.hpp"
@@ -66,6 +67,8 @@ Trainer::Trainer(TrainerOptions options, std::unique_ptr<model::CausalLM> model,
     params_.push_back(t);
   }
   optimizer_ = std::make_unique<AdamW>(named, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
+  flops_per_token_ = training_flops_per_token(matmul_parameters(*model_), model_->config(), cfg.max_length);
+  peak_flops_ = peak_flops(model_->device(), cfg.peak_tflops);
   total_steps_ = cfg.max_steps > 0 ? cfg.max_steps : cfg.epochs * source_->steps_per_epoch(cfg.global_batch(world));
 }
 
@@ -195,7 +198,10 @@ StepMetrics Trainer::train_step(int64_t step) {
   optimizer_->step(lr);
   optimizer_->zero_grad();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return {step + 1, loss_sum, clm_sum, fusion_sum, lr, grad_norm, tokens / std::max(seconds, 1e-9), tokens};
+  StepMetrics m{step + 1, loss_sum, clm_sum, fusion_sum, lr, grad_norm, tokens / std::max(seconds, 1e-9), tokens};
+  m.tflops = flops_per_token_ * m.tokens_per_s / static_cast<double>(world) / 1e12;
+  if (peak_flops_) m.mfu = m.tflops * 1e12 / *peak_flops_;
+  return m;
 }
 
 std::vector<StepMetrics> Trainer::run() {
@@ -233,12 +239,14 @@ std::vector<StepMetrics> Trainer::run() {
     }
     const bool last = m.step == total_steps_;
     json line = {{"step", m.step}, {"epoch", source_->epoch()}, {"loss", m.loss}, {"clm", m.clm},
-                 {"fusion", m.fusion}, {"lr", m.lr}, {"grad_norm", m.grad_norm}, {"tokens_per_s", m.tokens_per_s}};
+                 {"fusion", m.fusion}, {"lr", m.lr}, {"grad_norm", m.grad_norm}, {"tokens_per_s", m.tokens_per_s},
+                 {"tflops", m.tflops}, {"mfu", m.mfu >= 0 ? json(m.mfu) : json()}};
     metrics << line.dump() << "\n";
     metrics.flush();
     if (m.step % cfg.log_every == 0 || last)
-      spdlog::info("step {}/{} loss {:.4f} clm {:.4f} fusion {:.4f} lr {:.3e} grad_norm {:.3f} {:.0f} tok/s", m.step,
-                   total_steps_, m.loss, m.clm, m.fusion, m.lr, m.grad_norm, m.tokens_per_s);
+      spdlog::info("step {}/{} loss {:.4f} clm {:.4f} fusion {:.4f} lr {:.3e} grad_norm {:.3f} {:.0f} tok/s {:.3g} "
+                   "TFLOP/s{}", m.step, total_steps_, m.loss, m.clm, m.fusion, m.lr, m.grad_norm, m.tokens_per_s,
+                   m.tflops, m.mfu >= 0 ? fmt::format(" MFU {:.1f}%", 100 * m.mfu) : std::string());
     if ((cfg.save_every > 0 && m.step % cfg.save_every == 0) || last) {
       save(m.step);
       if (opt_.reducer) opt_.reducer->barrier();

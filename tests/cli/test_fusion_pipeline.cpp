@@ -149,6 +149,8 @@ TEST_F(FusionPipeline, ThreeSourcesTrainAndResumeAfterKillIsBitIdentical) {
     const double loss = m["loss"], clm = m["clm"], fusion = m["fusion"];
     EXPECT_GT(fusion, 0.0) << m.dump();
     EXPECT_NEAR(loss, 0.9 * clm + 0.1 * fusion, 1e-4 * loss) << m.dump();
+    EXPECT_GT(m["tflops"].get<double>(), 0.0) << m.dump();
+    EXPECT_TRUE(m["mfu"].is_null()) << "a CPU has no known peak without train.peak_tflops: " << m.dump();
   }
   auto mean = [&](size_t from, size_t to, const char* key) {
     double s = 0;

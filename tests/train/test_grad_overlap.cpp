@@ -3,6 +3,7 @@
 // gradients are all final start during backward (hook-launched), in several buckets; a parameter
 // without a gradient on one rank, on no rank, or only from an earlier micro-batch neither deadlocks
 // nor loses its gradient.
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
 #include <exception>
@@ -21,11 +22,14 @@ constexpr int kLayers = 8, kWidth = 32;
 
 // Parameters: [never_used, used_on_rank0_only, used_in_first_micro_batch_only, W1..W8]. The special ones
 // come first so they land in the last bucket (buckets follow reverse parameter order).
+// Each call draws the same values from its own generator: the two ranks run as threads, and the global
+// generator shared between them would hand each a different share of its stream.
 std::vector<at::Tensor> make_params() {
-  at::manual_seed(7);
+  at::Generator gen = at::detail::createCPUGenerator(7);
   std::vector<at::Tensor> p;
-  for (int i = 0; i < 3; ++i) p.push_back(at::randn({16}).requires_grad_(true));
-  for (int i = 0; i < kLayers; ++i) p.push_back((at::randn({kWidth, kWidth}) / kWidth).requires_grad_(true));
+  for (int i = 0; i < 3; ++i) p.push_back(at::randn({16}, gen).requires_grad_(true));
+  for (int i = 0; i < kLayers; ++i)
+    p.push_back((at::randn({kWidth, kWidth}, gen) / kWidth).requires_grad_(true));
   return p;
 }
 

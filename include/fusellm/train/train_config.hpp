@@ -39,6 +39,7 @@ struct TrainConfig {
   bool activation_checkpointing = false;
   int64_t max_chunks = 0;      // use only the first N chunks of the dataset (0 = all); for quick runs
   int64_t dist_timeout_s = 300;
+  double peak_tflops = 0;      // the device's peak for MFU; 0 = known GPUs by name, else MFU not reported
   double bucket_mb = 25;       // data parallel: gradients per all-reduce, in MiB
   bool overlap_comm = true;    // data parallel: all-reduce gradient buckets while backward still runs
   std::string precision = "auto";  // "fp32" | "bf16" (autocast, fp32 master weights) | "auto" (bf16 on CUDA)

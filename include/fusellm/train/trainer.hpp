@@ -54,6 +54,8 @@ struct StepMetrics {
   int64_t step;
   double loss, clm, fusion, lr, grad_norm, tokens_per_s;
   double tokens;  // over all ranks
+  double tflops = 0;  // model TFLOP/s per device (train/flops.hpp)
+  double mfu = -1;    // model FLOPs utilization, −1 when the device's peak is unknown
 };
 
 struct TrainerOptions {
@@ -84,6 +86,8 @@ class Trainer {
   std::unique_ptr<AdamW> optimizer_;
   std::vector<at::Tensor> params_;
   int64_t total_steps_ = 0, start_step_ = 0;
+  double flops_per_token_ = 0;        // for MFU
+  std::optional<double> peak_flops_;  // per device; nullopt = unknown
 };
 
 // Checks what cannot fit before any work (max_length beyond the model's context, too few sequences for
