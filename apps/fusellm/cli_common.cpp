@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "fusellm/util/device.hpp"
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/json.hpp"
 
@@ -36,14 +37,7 @@ io::LoadOptions load_options(const std::string& dtype, const std::string& device
   else if (dtype == "bf16" || dtype == "bfloat16") options.dtype = at::kBFloat16;
   else if (dtype == "fp16" || dtype == "float16") options.dtype = at::kHalf;
   else if (dtype != "auto") fail("--dtype: unknown dtype '{}' (fp32, bf16, fp16, auto)", dtype);
-  try {
-    options.device = at::Device(device);
-  } catch (const c10::Error&) {
-    fail("--device: unknown device '{}' (cpu, cuda, cuda:N)", device);
-  }
-  if (options.device.is_cuda() && !torch::cuda::is_available()) {
-    fail("--device {}: CUDA is not available in this build or on this machine", device);
-  }
+  options.device = parse_device(device);
   return options;
 }
 

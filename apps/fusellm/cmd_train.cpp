@@ -3,11 +3,11 @@
 // WORLD_SIZE, MASTER_ADDR, MASTER_PORT): Gloo on CPU, NCCL on GPUs (LibTorch with CUDA).
 #include <iostream>
 
-#include "cli_common.hpp"
 #include "command.hpp"
 #include "fusellm/train/gloo_reducer.hpp"
 #include "fusellm/train/precision.hpp"
 #include "fusellm/train/train_run.hpp"
+#include "fusellm/util/device.hpp"
 #include "fusellm/util/dist_env.hpp"
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/experiment_config.hpp"
@@ -31,8 +31,8 @@ int run(const TrainFlags& f) {
   options.resume = f.resume;
   options.quiet = f.no_progress;
   const RankInfo rank = rank_info_from_env();
-  if (!f.device.empty()) options.device = cli::load_options("auto", f.device).device;
-  const at::Device device = options.device ? *options.device : train::training_device(rank.local_rank);
+  options.device = f.device;
+  const at::Device device = device_for_rank(f.device, rank.local_rank);
   if (rank.world_size > 1) {
     train::ReducerOptions reducer;
     reducer.timeout = std::chrono::seconds(cfg.dist_timeout_s);

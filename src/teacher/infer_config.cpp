@@ -1,6 +1,7 @@
 // infer driven by the experiment config: where the chunk dataset and the stores are, which device and dtype
 // a model runs with, and loading the model with its tokenizer.
 #include "fusellm/teacher/infer.hpp"
+#include "fusellm/util/device.hpp"
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/log.hpp"
 
@@ -40,28 +41,6 @@ data::ChunkDataset open_chunk_dataset_for_infer(const ExperimentConfig& config) 
 
 namespace {
 
-at::Device pick_device(const std::string& requested, const RankInfo& rank) {
-  if (!requested.empty()) {
-    at::Device device(at::kCPU);
-    try {
-      device = at::Device(requested);
-    } catch (const c10::Error&) {
-      fail("--device: unknown device '{}' (cpu, cuda, cuda:N)", requested);
-    }
-    FUSELLM_CHECK(!device.is_cuda() || torch::cuda::is_available(),
-                  "--device {}: CUDA is not available in this build or on this machine", requested);
-    if (device.is_cuda() && !device.has_index()) device = at::Device(at::kCUDA, static_cast<int8_t>(rank.local_rank));
-    return device;
-  }
-  if (torch::cuda::is_available()) {
-    const auto count = static_cast<int>(torch::cuda::device_count());
-    FUSELLM_CHECK(rank.local_rank < count, "infer: LOCAL_RANK {} but only {} CUDA devices are visible",
-                  rank.local_rank, count);
-    return at::Device(at::kCUDA, static_cast<int8_t>(rank.local_rank));
-  }
-  return at::Device(at::kCPU);
-}
-
 std::optional<at::ScalarType> pick_dtype(const std::string& dtype, const at::Device& device) {
   if (dtype == "fp32") return at::kFloat;
   if (dtype == "bf16") return at::kBFloat16;
@@ -87,7 +66,7 @@ InferResult infer_model_from_config(const ExperimentConfig& config, const data::
   settings.kill_after_records = options.kill_after_records;
 
   io::LoadOptions load;
-  load.device = pick_device(options.device, options.rank);
+  load.device = device_for_rank(options.device, options.rank.local_rank);
   load.dtype = pick_dtype(config.infer.dtype, load.device);
   auto tokenizer = tok::load_tokenizer(entry->path);
   auto model = model::load_model(entry->path, load);

@@ -105,10 +105,12 @@ class ProcessGroupReducerImpl : public ProcessGroupReducer {
 
   OverlapStats overlap_stats() const override { return overlapped_ ? overlapped_->stats() : OverlapStats{}; }
 
-  double sum(double value) override {
-    std::vector<at::Tensor> t{at::full({1}, value, at::TensorOptions().dtype(at::kDouble).device(options_.device))};
+  std::vector<double> sum(std::vector<double> values) override {
+    std::vector<at::Tensor> t{at::tensor(values, at::kDouble).to(options_.device)};
     guarded("all-reduce of metrics", [&] { group_.allreduce(t)->wait(); });
-    return t[0].item<double>();
+    const at::Tensor summed = t[0].cpu();
+    std::copy(summed.data_ptr<double>(), summed.data_ptr<double>() + summed.numel(), values.begin());
+    return values;
   }
 
   // An all-reduce rather than the group's barrier(): NCCL's barrier has to guess the device.

@@ -14,15 +14,6 @@
 
 namespace fusellm::train {
 
-at::Device training_device(int local_rank) {
-  if (!torch::cuda::is_available()) return at::kCPU;
-  const auto gpus = static_cast<int>(torch::cuda::device_count());
-  FUSELLM_CHECK(local_rank >= 0 && local_rank < gpus,
-                "training device: LOCAL_RANK={} but this machine has {} CUDA device(s); start at most one process "
-                "per GPU", local_rank, gpus);
-  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
-}
-
 const char* to_string(Precision p) { return p == Precision::Bf16 ? "bf16" : "fp32"; }
 
 Precision resolve_precision(const std::string& setting, const at::Device& device) {

@@ -156,17 +156,20 @@ StepMetrics Trainer::train_step(int64_t step) {
   // global batch, so each micro-batch's mean is weighted by its share of those tokens. With variable-length
   // (padded) sequences this makes N ranks × micro-batches equal one process with the whole batch.
   std::vector<TrainBatch> micro;
+  std::vector<double> targets;  // predicted tokens per micro-batch
   double local_targets = 0;
   for (int64_t k = 0; k < cfg.grad_accum; ++k) {
     auto begin = global.begin() + rank * per_rank + k * cfg.micro_batch;
     micro.push_back(source_->make_batch(std::vector<int64_t>(begin, begin + cfg.micro_batch)));
-    local_targets += static_cast<double>(predicted_tokens(micro.back()));
+    targets.push_back(static_cast<double>(predicted_tokens(micro.back())));
+    local_targets += targets.back();
   }
-  const double global_targets = std::max(1.0, opt_.reducer ? opt_.reducer->sum(local_targets) : local_targets);
+  const double global_targets =
+      std::max(1.0, opt_.reducer ? opt_.reducer->sum({local_targets})[0] : local_targets);
   double loss_sum = 0, clm_sum = 0, fusion_sum = 0, tokens = 0;
   for (int64_t k = 0; k < cfg.grad_accum; ++k) {
     const TrainBatch& batch = micro[size_t(k)];
-    const double share = static_cast<double>(predicted_tokens(batch)) / global_targets;
+    const double share = targets[size_t(k)] / global_targets;
     model::ForwardArgs args;
     args.input_ids = batch.input_ids.to(model_->device());
     if (cfg.activation_checkpointing) args.block_runner = checkpointing_block_runner();
@@ -188,10 +191,11 @@ StepMetrics Trainer::train_step(int64_t step) {
   }
   if (opt_.reducer) {
     opt_.reducer->finish(params_);
-    loss_sum = opt_.reducer->sum(loss_sum);
-    clm_sum = opt_.reducer->sum(clm_sum);
-    fusion_sum = opt_.reducer->sum(fusion_sum);
-    tokens = opt_.reducer->sum(tokens);
+    const std::vector<double> summed = opt_.reducer->sum({loss_sum, clm_sum, fusion_sum, tokens});
+    loss_sum = summed[0];
+    clm_sum = summed[1];
+    fusion_sum = summed[2];
+    tokens = summed[3];
   }
   const double grad_norm = clip_grad_norm(params_, cfg.clip);
   const double lr = scheduled_lr(cfg, step, total_steps_);

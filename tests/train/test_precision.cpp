@@ -9,6 +9,7 @@
 #include "fusellm/model/causal_lm.hpp"
 #include "fusellm/train/precision.hpp"
 #include "fusellm/train/trainer.hpp"
+#include "fusellm/util/device.hpp"
 #include "train/train_test_util.hpp"
 
 namespace fusellm::train {
@@ -20,7 +21,7 @@ TEST(Precision, AutoIsBf16OnCudaOnly) {
   EXPECT_EQ(resolve_precision("bf16", at::Device(at::kCPU)), Precision::Bf16);
   EXPECT_EQ(resolve_precision("fp32", at::Device(at::kCUDA, 0)), Precision::Fp32);
   EXPECT_THROW(resolve_precision("fp16", at::Device(at::kCPU)), Error);
-  if (!torch::cuda::is_available()) EXPECT_TRUE(training_device(0).is_cpu());
+  if (!torch::cuda::is_available()) EXPECT_TRUE(device_for_rank("", 0).is_cpu());
 }
 
 TEST(Precision, ConfigKeys) {

@@ -1,6 +1,5 @@
 #pragma once
-// Where training computes and in what precision. The device: cuda:LOCAL_RANK when LibTorch sees a GPU,
-// else the CPU. The precision (train.precision): fp32, or bf16 autocast around forward and loss with
+// In what precision training computes. The precision (train.precision): fp32, or bf16 autocast around forward and loss with
 // fp32 master weights (parameters, gradients and optimizer state stay fp32; matmuls run in bf16 on
 // autocast's bf16 copies of the weights).
 #include <string>
@@ -8,9 +7,6 @@
 #include "fusellm/util/torch_pch.hpp"
 
 namespace fusellm::train {
-
-// cuda:local_rank when CUDA is available (throws Error when local_rank has no GPU), else the CPU.
-at::Device training_device(int local_rank);
 
 enum class Precision { Fp32, Bf16 };
 const char* to_string(Precision p);

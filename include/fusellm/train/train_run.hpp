@@ -18,7 +18,7 @@ struct TrainRunOptions {
   bool resume = false;
   bool quiet = false;
   std::shared_ptr<GradientReducer> reducer;  // null = one process
-  std::optional<at::Device> device;          // nullopt = cuda:LOCAL_RANK when CUDA is available, else cpu
+  std::string device;                        // --device; empty = cuda:LOCAL_RANK when CUDA is available, else cpu
   // Documents to train on instead of the chunk dataset, CLM only (tests, custom sources).
   std::optional<std::vector<std::vector<int64_t>>> documents;
 };

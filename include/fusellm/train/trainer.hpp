@@ -46,7 +46,8 @@ class GradientReducer {
       if (p.grad().defined()) grads.push_back(p.grad());
     average(grads);
   }
-  virtual double sum(double value) = 0;  // over ranks, for metrics
+  // Element-wise sums over ranks in one collective (token counts, metrics).
+  virtual std::vector<double> sum(std::vector<double> values) = 0;
   virtual void barrier() = 0;
 };
 
