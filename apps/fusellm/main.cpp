@@ -1,5 +1,6 @@
 // fusellm: one CLI over the pipeline (corpus → prepare → infer → align → train → eval).
 // Every user error ends as one line on stderr and a non-zero exit, never a stack trace.
+#include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include <torch/nn/functional.h>
+
 #include "fusellm/fusion/fusion.hpp"
 
 using namespace fusellm::fusion;

@@ -1,6 +1,6 @@
 #pragma once
 // Every difference between LibTorch 1.13 (Debian, CPU) and LibTorch 2.x (CUDA) lives here.
-#include <torch/torch.h>
+#include <ATen/ATen.h>
 #include <torch/version.h>
 
 namespace fusellm::compat {
