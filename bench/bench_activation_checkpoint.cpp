@@ -3,6 +3,7 @@
 // child so that its peak RSS (getrusage ru_maxrss) is its own; the parent only forks and waits (a forked
 // child's peak starts at the parent's RSS, printed as the baseline). Allocator tuned as `fusellm` does.
 // Usage: bench_activation_checkpoint [hidden=512] [layers=8] [vocab=32000] [seq=1024] [batch=2]
+#include <ATen/Parallel.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <fstream>
 #include <string>
 
+#include "bench_args.hpp"
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/model/causal_lm.hpp"
 #include "fusellm/train/activation_checkpoint.hpp"
@@ -131,12 +133,15 @@ bool in_child(Body body) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   tune_allocator_for_tensors();
   spdlog::set_level(spdlog::level::warn);
   Shape s;
   int64_t* fields[] = {&s.hidden, &s.layers, &s.vocab, &s.seq, &s.batch};
-  for (int i = 1; i < argc && i <= 5; ++i) *fields[i - 1] = std::atoll(argv[i]);
+  const char* names[] = {"hidden", "layers", "vocab", "seq", "batch"};
+  fusellm::bench::check_arg_count("bench_activation_checkpoint", argc, 5, "[hidden] [layers] [vocab] [seq] [batch]");
+  for (int i = 1; i < argc; ++i)
+    *fields[i - 1] = fusellm::bench::int_arg(argc, argv, i, names[i - 1], 0, 1);
   const fs::path dir = fs::temp_directory_path() / ("fusellm_bench_ckpt_" + std::to_string(::getpid()));
   std::printf("llama-style model: hidden %lld, %lld layers, %lld heads, intermediate %lld, vocab %lld; "
               "batch %lld × seq %lld; float32, %d threads\n",
@@ -149,4 +154,8 @@ int main(int argc, char** argv) {
   std::error_code ignored;
   fs::remove_all(dir, ignored);
   return ok ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  return fusellm::bench::guarded_main("bench_activation_checkpoint", [&] { return run(argc, argv); });
 }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.hpp"
 #include "fusellm/align/alignment.hpp"
 #include "fusellm/align/project.hpp"
 #include "fusellm/align/vocab_map.hpp"
@@ -65,8 +66,9 @@ std::vector<ByteSpan> spans_with_eos(const tok::Encoding& e, size_t text_size) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   fs::path shared;
+  fusellm::bench::check_arg_count("bench_align", argc, 1, "[shared_dir]");
   if (argc > 1)
     shared = argv[1];
   else if (const char* env = std::getenv("FUSELLM_SHARED_DIR"); env && *env)
@@ -165,4 +167,8 @@ int main(int argc, char** argv) {
         neox_v.tokens.size(), llama_v.tokens.size(), threads, s, cpu, threads, official, official / s, exact);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return fusellm::bench::guarded_main("bench_align", [&] { return run(argc, argv); });
 }

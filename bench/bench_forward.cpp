@@ -1,6 +1,8 @@
 // Forward throughput of stories260K (a real 260K-parameter Llama) on CPU: a full forward over a batch of
 // 8 × 256 tokens in float32 and bfloat16, and KV-cached greedy-style decoding (one token per step).
 // Needs ../shared beside the checkout (or $FUSELLM_SHARED_DIR); prints a skip message otherwise.
+#include <ATen/Parallel.h>
+#include "bench_args.hpp"
 #include "fusellm/util/allocator.hpp"
 #include <benchmark/benchmark.h>
 
@@ -59,7 +61,7 @@ void cached_decode(benchmark::State& state, at::ScalarType dtype) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   fusellm::tune_allocator_for_tensors();
   if (!std::filesystem::exists(model_dir() / "config.json")) {
     std::cout << "bench_forward: skipped: " << model_dir().string()
@@ -79,4 +81,8 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return fusellm::bench::guarded_main("bench_forward", [&] { return run(argc, argv); });
 }

@@ -4,6 +4,7 @@
 // stories260K-hf (B=8, T=256) with and without the fusion term. Ratios are against fusion_loss's own
 // CLM-only path, so they show what the fusion term adds. Each case runs in a forked child so its
 // peak RSS (wait4 ru_maxrss) is its own. Usage: bench_fusion_loss [iterations=5]
+#include <ATen/Parallel.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,9 @@
 #include <string>
 #include <vector>
 
+#include <torch/nn/functional.h>
+
+#include "bench_args.hpp"
 #include "fusellm/fusion/fusion.hpp"
 #include "fusellm/model/causal_lm.hpp"
 
@@ -125,8 +129,9 @@ std::function<void()> model_step(int mode) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const int iterations = argc > 1 ? std::atoi(argv[1]) : 5;
+int run(int argc, char** argv) {
+  fusellm::bench::check_arg_count("bench_fusion_loss", argc, 1, "[iterations=5]");
+  const int iterations = int(fusellm::bench::int_arg(argc, argv, 1, "iterations", 5, 1));
   std::printf("loss head, logits [4, 512, 32000] float32, loss + backward, %d iterations, 2 threads\n", iterations);
   run_case({"CLM only (F::cross_entropy)", [] { return head_step(0, Divergence::CE); }}, iterations, 0);
   double base =
@@ -142,4 +147,8 @@ int main(int argc, char** argv) {
   base = run_case({"CLM only (fusion_loss, no target) = baseline", [] { return model_step(1); }}, iterations, 0);
   run_case({"CLM + fusion ce (avgCE, 20 slots)", [] { return model_step(2); }}, iterations, base);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return fusellm::bench::guarded_main("bench_fusion_loss", [&] { return run(argc, argv); });
 }

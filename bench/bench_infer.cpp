@@ -4,6 +4,8 @@
 //   - every batch padded to max_length with full-vocabulary logits, log_softmax and top-k at every position
 //     (the official FuseLLM recipe's shape of work), compute only;
 // and the store's bytes/token. Usage: bench_infer [corpus_bytes=200000] [max_length=512] [batch_tokens=8192].
+#include <ATen/Parallel.h>
+#include "bench_args.hpp"
 #include "fusellm/util/allocator.hpp"
 #include <chrono>
 #include <cstdio>
@@ -27,16 +29,17 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   fusellm::tune_allocator_for_tensors();
+  fusellm::bench::check_arg_count("bench_infer", argc, 3, "[corpus_bytes=200000] [max_length=512] [batch_tokens=8192]");
+  const size_t corpus_bytes = size_t(fusellm::bench::int_arg(argc, argv, 1, "corpus bytes", 200000, 1000));
+  const int64_t max_length = fusellm::bench::int_arg(argc, argv, 2, "max_length", 512, 8);
+  const int64_t batch_tokens = fusellm::bench::int_arg(argc, argv, 3, "batch tokens", 8192, max_length);
   const fs::path shared = fs::path(FUSELLM_SOURCE_DIR).parent_path() / "shared";
   if (!fs::exists(shared / "data")) {
     std::cout << "bench_infer: skipped: ../shared (test material beside the checkout) not found\n";
     return 0;
   }
-  const size_t corpus_bytes = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200000;
-  const int64_t max_length = argc > 2 ? std::atoll(argv[2]) : 512;
-  const int64_t batch_tokens = argc > 3 ? std::atoll(argv[3]) : 8192;
   spdlog::set_level(spdlog::level::warn);
 
   const fs::path model_dir = shared / "data/models/stories260K-hf";
@@ -151,4 +154,8 @@ int main(int argc, char** argv) {
               stats.mean_topk_mass);
   fs::remove_all(work);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return fusellm::bench::guarded_main("bench_infer", [&] { return run(argc, argv); });
 }

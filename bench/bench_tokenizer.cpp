@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
 #include "fusellm/util/fs.hpp"
 
@@ -41,7 +42,8 @@ void bench(const char* name, const fusellm::tok::Tokenizer& tokenizer, const std
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
+  fusellm::bench::check_arg_count("bench_tokenizer", argc, 1, "[shared_dir]");
   fusellm::fs::path shared = argc > 1 ? fusellm::fs::path(argv[1]) : fusellm::fs::path(FUSELLM_SOURCE_DIR).parent_path() / "shared";
   fusellm::fs::path corpus = shared / "data/corpus/wikitext-2-test.txt";
   if (!fusellm::fs::exists(corpus)) {
@@ -71,4 +73,8 @@ int main(int argc, char** argv) {
   std::printf("Llama-2 tokenizer.model loaded in %.3f s\n", seconds_since(start));
   bench("Llama-2 tokenizer.model", *llama, lines, bytes);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return fusellm::bench::guarded_main("bench_tokenizer", [&] { return run(argc, argv); });
 }

@@ -5,11 +5,13 @@
 #include <cstdio>
 #include <sstream>
 
+#include "bench_args.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
 #include "fusellm/util/error.hpp"
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   using namespace fusellm;
+  fusellm::bench::check_arg_count("bench_tokenizer_spm", argc, 2, "[tokenizer] [text_file]");
   const fs::path shared = fs::path(FUSELLM_SOURCE_DIR).parent_path() / "shared" / "data";
   const fs::path tokenizer_path = argc > 1 ? fs::path(argv[1]) : shared / "tokenizers/llama2/tokenizer.model";
   const fs::path text_path = argc > 2 ? fs::path(argv[2]) : shared / "corpus/tinyshakespeare.txt";
@@ -42,4 +44,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
+}
+
+int main(int argc, char** argv) {
+  return fusellm::bench::guarded_main("bench_tokenizer_spm", [&] { return run(argc, argv); });
 }

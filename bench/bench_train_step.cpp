@@ -16,6 +16,7 @@
 //
 // Usage: bench_train_step [--quick] [--threads N] [--rounds N] [--steps N] [--warmup N] [--batch N]
 //                         [--seq N] [--hidden N] [--layers N] [--vocab N] [--keep]
+#include <ATen/Parallel.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -33,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.hpp"
 #include "fusellm/align/aligned_store.hpp"
 #include "fusellm/model/causal_lm.hpp"
 #include "fusellm/model/registry.hpp"
@@ -331,7 +333,7 @@ std::string cpu_model() {
 // the child's result.
 json run_config(const std::string& config, const fs::path& dir, int64_t threads) {
   const pid_t pid = ::fork();
-  if (pid < 0) fail("bench_train_step: fork failed: {}", std::strerror(errno));
+  if (pid < 0) fail("fork failed: {}", std::strerror(errno));
   if (pid == 0) {
     // LibTorch's BLAS here is OpenBLAS with its own thread pool (default: every core), which
     // at::set_num_threads does not govern: pin it (and OpenMP) to the same count, read when they load.
@@ -345,7 +347,7 @@ json run_config(const std::string& config, const fs::path& dir, int64_t threads)
   }
   int status = 0;
   ::waitpid(pid, &status, 0);
-  FUSELLM_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bench_train_step: the {} child failed (status {})",
+  FUSELLM_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the {} child failed (status {})",
                 config, status);
   const fs::path result_path = dir / ("result-" + std::to_string(pid) + ".json");
   json result = parse_json_file(result_path);
@@ -354,8 +356,9 @@ json run_config(const std::string& config, const fs::path& dir, int64_t threads)
 }
 
 int64_t flag_value(int& i, int argc, char** argv) {
-  FUSELLM_CHECK(i + 1 < argc, "bench_train_step: {} needs a number", argv[i]);
-  return std::atoll(argv[++i]);
+  FUSELLM_CHECK(i + 1 < argc, "{} needs a number", argv[i]);
+  const std::string flag = argv[i];
+  return fusellm::bench::parse_int(flag, argv[++i], flag == "--warmup" ? 0 : 1);
 }
 
 int run_parent(int argc, char** argv) {
@@ -376,10 +379,10 @@ int run_parent(int argc, char** argv) {
     else if (a == "--hidden") s.hidden = flag_value(i, argc, argv), s.intermediate = (s.hidden * 8 / 3 + 15) / 16 * 16;
     else if (a == "--layers") s.layers = flag_value(i, argc, argv);
     else if (a == "--vocab") s.vocab = flag_value(i, argc, argv);
-    else fail("bench_train_step: unknown argument '{}' (see the usage at the top of bench/bench_train_step.cpp)", a);
+    else fail("unknown argument '{}' (see the usage at the top of bench/bench_train_step.cpp)", a);
   }
   FUSELLM_CHECK(s.steps >= 1 && s.rounds >= 1 && s.warmup >= 0 && s.threads >= 1 && s.topk <= s.vocab,
-                "bench_train_step: steps, rounds, threads >= 1, warmup >= 0 and top-k <= vocab required");
+                "steps, rounds, threads >= 1, warmup >= 0 and top-k <= vocab required");
   s.chunks = std::max(s.chunks, (s.warmup + s.steps + 1) * s.batch);
   at::set_num_threads(1);  // the parent only writes data; children set their own thread count
 
@@ -470,7 +473,7 @@ int main(int argc, char** argv) {
     if (argc == 4 && std::string(argv[1]) == "--child") return run_child(argv[2], argv[3]);
     return run_parent(argc, argv);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_train_step: %s\n", e.what());
+    std::fprintf(stderr, "bench_train_step: error: %s\n", e.what());
     return 1;
   }
 }

@@ -50,7 +50,9 @@ int run(GenerateFlags f) {
   if (tokenizer) std::cout << text << "\n";
   std::cout << "ids:";
   for (int64_t t : result.tokens) std::cout << " " << t;
-  std::cout << "\n";
+  // Flushed before the timing line: stdout is buffered and stderr is not, so with both on one terminal or
+  // pipe the timing line would otherwise land inside the ids.
+  std::cout << std::endl;
   std::cerr << fmt::format("{} tokens in {:.3f} s ({:.1f} tokens/s; prefill {} tokens in {:.3f} s)\n",
                            result.tokens.size(), result.decode_seconds, tps, prompt.size(), result.prefill_seconds);
   return 0;

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <sstream>
 
 #include "common/run_cli.hpp"
 #include "fusellm/util/fs.hpp"
@@ -58,6 +60,34 @@ TEST(CliModel, GreedyGenerateReproducesReferenceWithAndWithoutCache) {
     EXPECT_EQ(out["tokens"].get<std::vector<int64_t>>(), expected) << cache_flag;
     EXPECT_GT(out["tokens_per_second"].get<double>(), 0.0);
   }
+}
+
+// The plain-text output with stdout and stderr on one pipe: the ids line holds exactly the generated ids and
+// the timing line stands on its own line after it.
+TEST(CliModel, GenerateTextOutputKeepsIdsAndTimingOnSeparateLines) {
+  FUSELLM_REQUIRE_SHARED();
+  json ref = reference_outputs()["greedy_from_bos"];
+  std::vector<int64_t> expected = ref["tokens_including_bos"].get<std::vector<int64_t>>();
+  expected.erase(expected.begin());
+  expected.resize(40);
+  auto r = test::run_cli("generate --model " + stories_dir() + " --ids 1 --max-new-tokens 40 --ignore-eos");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::istringstream lines(r.output);
+  std::vector<std::string> ids_lines, timing_lines;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("ids:", 0) == 0) ids_lines.push_back(line);
+    if (line.find(" tokens in ") != std::string::npos) timing_lines.push_back(line);
+  }
+  ASSERT_EQ(ids_lines.size(), 1u) << r.output;
+  std::istringstream ids(ids_lines[0].substr(4));
+  std::vector<int64_t> got;
+  for (std::string word; ids >> word;) {
+    ASSERT_TRUE(std::all_of(word.begin(), word.end(), ::isdigit)) << "'" << word << "' in " << ids_lines[0];
+    got.push_back(std::stoll(word));
+  }
+  EXPECT_EQ(got, expected);
+  ASSERT_EQ(timing_lines.size(), 1u) << r.output;
+  EXPECT_EQ(timing_lines[0].rfind("40 tokens in ", 0), 0u) << timing_lines[0];
 }
 
 TEST(CliModel, ScoreMatchesReferenceNllAndTextPath) {
