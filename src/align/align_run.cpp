@@ -40,12 +40,13 @@ struct TargetContext {
   Vocabulary vocab;
 };
 
-// Byte spans of a stored tokenization: the chunk text re-encoded without specials, plus empty spans for the
-// BOS/EOS the store added; the ids must be the stored ones (else the store was made from other text/settings).
+// Byte spans of a stored tokenization: the chunk text re-encoded without specials, with the bytes each token
+// really covers (untrimmed offsets), plus empty spans for the BOS/EOS the store added; the ids must be the
+// stored ones (else the store was made from other text/settings).
 std::vector<ByteSpan> spans_of(const tok::Tokenizer& tokenizer, const teacher::StoreInfo& info, const std::string& text,
                                const std::vector<int32_t>& stored_ids, const std::string& store_name,
                                uint64_t chunk_id) {
-  const tok::Encoding enc = tokenizer.encode(text, false);
+  const tok::Encoding enc = tokenizer.encode_untrimmed(text, false);
   std::vector<int32_t> ids;
   std::vector<ByteSpan> spans;
   if (info.add_bos && tokenizer.special_tokens().bos) {
@@ -147,11 +148,15 @@ AlignedChunk align_source_chunk(const TargetContext& target, const SourceContext
 }  // namespace
 
 json AlignSettings::to_json() const {
-  return {{"method", method_name(method)},
-          {"compat", compat_name(compat)},
-          {"vocab", std::string(to_string(vocab))},
-          {"canonicalize", canonicalize},
-          {"duplicates", duplicates_name(duplicates)}};
+  json j = {{"method", method_name(method)},
+            {"compat", compat_name(compat)},
+            {"vocab", std::string(to_string(vocab))},
+            {"canonicalize", canonicalize},
+            {"duplicates", duplicates_name(duplicates)}};
+  // Offsets alignment once ran on HF's trimmed offsets; a store made that way must not be resumed or reused
+  // as if it were made on the bytes tokens cover.
+  if (method == AlignMethod::offsets) j["spans"] = "untrimmed";
+  return j;
 }
 
 AlignSettings align_settings_from_json(const json& section, const std::string& source, const fs::path& config_dir,

@@ -1,8 +1,8 @@
 // Alignment by byte spans (rule in alignment.hpp). A "cut" k of one side (between tokens k−1 and k) is the
 // byte interval [max end of tokens < k, min begin of tokens ≥ k]; it is a valid boundary when that interval is
-// not empty (no token crosses it). Tokenizers differ in whether a word's leading space belongs to its span
-// (Llama "▁cat" covers " cat", NeoX "Ġcat" only "cat" after offset trimming): with intervals both are the same
-// boundary. Both sides' valid cuts are merged in one pass; intersecting cuts close a group.
+// not empty (no token crosses it). align_run passes untrimmed spans (every byte covered by its token), where
+// a valid cut is a point; the interval form also makes trimmed spans (Llama "▁cat" covers " cat", NeoX
+// "Ġcat" only "cat") meet. Both sides' valid cuts are merged in one pass; intersecting cuts close a group.
 #include <algorithm>
 #include <limits>
 

@@ -114,7 +114,7 @@ void HfTokenizer::encode_text(NormStr piece, Encoding& out) const {
   }
 }
 
-Encoding HfTokenizer::encode(std::string_view text, bool add_special_tokens) const {
+Encoding HfTokenizer::encode_with(std::string_view text, bool add_special_tokens, bool trim_offsets) const {
   Encoding enc;
   NormStr input = NormStr::from_original(text, 0);
   auto push_added = [&](int32_t id, Span span) {
@@ -142,7 +142,7 @@ Encoding HfTokenizer::encode(std::string_view text, bool add_special_tokens) con
   }
   for (const auto& step : parts_.post) {
     if (step.kind == PostStep::Kind::ByteLevelTrim) {
-      trim_byte_level_offsets(enc, step.add_prefix_space);
+      if (trim_offsets) trim_byte_level_offsets(enc, step.add_prefix_space);
     } else if (add_special_tokens) {
       Encoding with;
       auto end = static_cast<uint32_t>(text.size());

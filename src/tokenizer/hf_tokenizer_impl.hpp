@@ -37,7 +37,9 @@ class HfTokenizer : public Tokenizer {
  public:
   explicit HfTokenizer(HfParts parts);
 
-  Encoding encode(std::string_view text, bool add_special_tokens) const override;
+  Encoding encode(std::string_view text, bool add_special_tokens) const override {
+    return encode_with(text, add_special_tokens, true);
+  }
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const override;
   std::string id_to_token(int32_t id) const override;
   std::optional<int32_t> token_to_id(std::string_view token) const override;
@@ -48,6 +50,11 @@ class HfTokenizer : public Tokenizer {
 
  private:
   const std::string* token_string(int32_t id) const;  // added tokens first, then the model
+  Encoding encode_raw_offsets(std::string_view text, bool add_special_tokens) const override {
+    return encode_with(text, add_special_tokens, false);
+  }
+  // trim_offsets = false skips the ByteLevel post-processor's offset trimming (encode_untrimmed).
+  Encoding encode_with(std::string_view text, bool add_special_tokens, bool trim_offsets) const;
   void encode_text(NormStr piece, Encoding& out) const;
   void trim_byte_level_offsets(Encoding& enc, bool add_prefix_space) const;
 

@@ -18,6 +18,35 @@
 
 namespace fusellm::tok {
 
+Encoding Tokenizer::encode_untrimmed(std::string_view text, bool add_special_tokens) const {
+  Encoding enc = encode_raw_offsets(text, add_special_tokens);
+  auto& spans = enc.offsets;
+  const auto n = static_cast<uint32_t>(text.size());
+  // 1. Non-empty spans tile [0, n): a gap goes to the token before it (a composed-away combining mark
+  //    belongs to its base character, dropped trailing whitespace to the last word), a leading gap to the
+  //    first token.
+  uint32_t covered = 0;
+  size_t last = spans.size();  // the last non-empty span so far
+  for (size_t i = 0; i < spans.size(); ++i) {
+    auto& [begin, end] = spans[i];
+    if (begin >= end) continue;
+    if (begin > covered) {
+      if (last == spans.size()) begin = 0;
+      else spans[last].second = begin;
+    }
+    covered = std::max(covered, end);
+    last = i;
+  }
+  if (last < spans.size() && covered < n) spans[last].second = n;
+  // 2. Empty spans sit where the covered prefix ends.
+  covered = 0;
+  for (auto& [begin, end] : spans) {
+    if (begin >= end) begin = end = covered;
+    else covered = std::max(covered, end);
+  }
+  return enc;
+}
+
 std::vector<Encoding> Tokenizer::encode_batch(const std::vector<std::string>& texts, bool add_special_tokens,
                                               int threads) const {
   std::vector<Encoding> out(texts.size());

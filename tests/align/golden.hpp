@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/test_paths.hpp"
+#include "fusellm/align/vocab_map.hpp"
 #include "fusellm/util/json.hpp"
 
 namespace fusellm::test {
@@ -27,6 +28,15 @@ inline const std::vector<json>& golden_sequences() {
     return rows;
   }();
   return rows;
+}
+
+// The official MinED map source -> base as ids (golden <stem>.ids.json), n = source vocabulary size.
+inline align::VocabMap map_from_ids(const std::string& stem, size_t n) {
+  const json ids = parse_json_file(golden_align_dir() / (stem + ".ids.json"));
+  align::VocabMap map;
+  map.target_id = ids.at("base_id_for_source_id").get<std::vector<int32_t>>();
+  map.exact_hit.assign(n, 0);
+  return map;
 }
 
 }  // namespace fusellm::test

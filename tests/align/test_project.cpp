@@ -128,14 +128,6 @@ struct World {
   VocabMap neox_map, tok512_map;
 };
 
-VocabMap map_from_ids(const std::string& stem, size_t n) {
-  const json ids = parse_json_file(test::golden_align_dir() / (stem + ".ids.json"));
-  VocabMap map;
-  map.target_id = ids.at("base_id_for_source_id").get<std::vector<int32_t>>();
-  map.exact_hit.assign(n, 0);
-  return map;
-}
-
 const World& world() {
   static const World w = [] {
     World w;
@@ -148,8 +140,8 @@ const World& world() {
     w.tok512 = vocabulary_of(*t512);
     w.llama2_specials = special_ids_of(*llama);
     w.neox_specials = special_ids_of(*neox);
-    w.neox_map = map_from_ids("vocab_map_neox_to_llama2", w.neox.tokens.size());
-    w.tok512_map = map_from_ids("vocab_map_tok512_to_llama2", w.tok512.tokens.size());
+    w.neox_map = test::map_from_ids("vocab_map_neox_to_llama2", w.neox.tokens.size());
+    w.tok512_map = test::map_from_ids("vocab_map_tok512_to_llama2", w.tok512.tokens.size());
     return w;
   }();
   return w;

@@ -3,8 +3,8 @@
 // Two methods:
 //  * dtw:     FuseLLM's others.dtw, exactly — cost = Levenshtein of the marker-DELETED token strings, DP over
 //             the full matrix, traceback ties diag, then up (source index − 1), then left (target index − 1).
-//  * offsets: by the byte spans each token covers in the text (Encoding.offsets), linear time; see
-//             align_by_offsets for the grouping rule.
+//  * offsets: by the byte spans each token covers in the text (Tokenizer::encode_untrimmed's offsets, not
+//             HF's trimmed ones), linear time; see align_by_offsets for the grouping rule.
 // Both return, per target position, the contiguous range of source positions aligned to it and vice versa
 // (the DTW path is monotone, so the official per-position lists are always contiguous ranges).
 #include <cstdint>
@@ -54,8 +54,10 @@ using ByteSpan = std::pair<uint32_t, uint32_t>;  // [begin, end) in the text, as
 // Alignment by byte spans, both tokenizations of the same text. Tokens are grouped into the smallest runs of
 // consecutive source tokens and target tokens that cover the same text: a boundary of one side is the byte
 // interval between the last end before it and the first begin after it (valid when no token crosses it), and
-// a group closes where a boundary of each side overlap (so "▁cat" = " cat" and "Ġcat" = "cat" after offset
-// trimming still pair). Every target position of a group maps to all source positions of the group and vice
+// a group closes where a boundary of each side overlap. Give it the bytes each token covers
+// (encode_untrimmed): then the spans of each side tile the text and a 1:1 pair covers the same bytes. (The
+// interval form still pairs trimmed spans such as "▁cat" = " cat" with "Ġcat" = "cat", but trimmed
+// whitespace tokens cover nothing, so they mis-pair.) Every target position of a group maps to all source positions of the group and vice
 // versa, so a position is 1:1 exactly when its token covers the same text as one token of the other side.
 // Empty-span tokens (special tokens such as an appended EOS at the end of the text) pair 1:1 with an
 // empty-span token at the same place on the other side; an unpaired one joins the next group (the last group

@@ -31,6 +31,14 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
 
   virtual Encoding encode(std::string_view text, bool add_special_tokens) const = 0;
+  // As encode, but every offset is the span of input bytes the token stands for, and the non-empty spans
+  // tile the text in order (tokens splitting one character share its span): what alignment by offsets
+  // needs. encode's offsets are HF's: a ByteLevel tokenizer with trim_offsets (GPT-2, GPT-NeoX) reports
+  // "Ġcat" as "cat" and "ĊĠ" without its space, and bytes a normalizer drops (SentencePiece's removed
+  // leading or collapsed whitespace, a combining mark NFC composes away) belong to no token. Here trimming
+  // is skipped, dropped bytes go to the token before them (leading ones to the first token), and
+  // empty-span tokens (BOS, EOS, control pieces) sit where the covered prefix ends.
+  Encoding encode_untrimmed(std::string_view text, bool add_special_tokens) const;
   std::vector<int32_t> encode_ids(std::string_view text, bool add_special_tokens) const {
     return encode(text, add_special_tokens).ids;
   }
@@ -63,6 +71,11 @@ class Tokenizer {
   }
 
  protected:
+  // encode without offset post-processing (no trim_offsets); encode_untrimmed then closes the gaps.
+  virtual Encoding encode_raw_offsets(std::string_view text, bool add_special_tokens) const {
+    return encode(text, add_special_tokens);
+  }
+
   SpecialTokens special_;
   std::string hash_;
   std::string source_;
