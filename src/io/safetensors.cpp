@@ -19,9 +19,10 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is li
 // A header larger than this is not a real checkpoint (HF's own reader caps it at 100 MB too).
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
-// Valid safetensors dtype names that fusellm does not load (models ship F32/F16/BF16 weights).
+// Valid safetensors dtype names that fusellm does not load (models ship F32/F16/BF16 weights; F64 is what
+// fp64 training checkpoints hold).
 const std::set<std::string>& unsupported_dtype_names() {
-  static const std::set<std::string> names = {"F64",     "I64",     "I32",     "I16", "I8",  "U64",
+  static const std::set<std::string> names = {"I64",     "I32",     "I16", "I8",  "U64",
                                               "U32",     "U16",     "U8",      "BOOL", "C64", "F8_E4M3",
                                               "F8_E5M2", "F6_E2M3", "F6_E3M2", "F4",  "E8M0", "F8_E8M0"};
   return names;
@@ -31,10 +32,13 @@ std::optional<at::ScalarType> dtype_from_name(const std::string& name) {
   if (name == "F32") return at::kFloat;
   if (name == "F16") return at::kHalf;
   if (name == "BF16") return at::kBFloat16;
+  if (name == "F64") return at::kDouble;
   return std::nullopt;
 }
 
-bool is_supported(at::ScalarType t) { return t == at::kFloat || t == at::kHalf || t == at::kBFloat16; }
+bool is_supported(at::ScalarType t) {
+  return t == at::kFloat || t == at::kHalf || t == at::kBFloat16 || t == at::kDouble;
+}
 
 uint64_t read_le_u64(const uint8_t* p) {
   uint64_t v = 0;
@@ -82,7 +86,7 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
   auto scalar = dtype_from_name(dtype_str);
   if (!scalar) {
     if (unsupported_dtype_names().count(dtype_str))
-      fail("{}: tensor '{}': dtype {} is not supported (F32, F16, BF16)", file, name, dtype_str);
+      fail("{}: tensor '{}': dtype {} is not supported (F32, F16, BF16, F64)", file, name, dtype_str);
     fail("{}: tensor '{}': unknown dtype '{}'", file, name, dtype_str);
   }
   info.dtype = *scalar;
@@ -245,7 +249,7 @@ void save_safetensors(const fs::path& path, const NamedTensors& tensors,
     FUSELLM_CHECK(name != "__metadata__", "{}: '__metadata__' cannot name a tensor", file);
     FUSELLM_CHECK(seen.insert(name).second, "{}: tensor '{}' given twice", file, name);
     FUSELLM_CHECK(tensor.defined(), "{}: tensor '{}' is undefined", file, name);
-    FUSELLM_CHECK(is_supported(tensor.scalar_type()), "{}: tensor '{}': dtype {} cannot be saved (F32, F16, BF16)",
+    FUSELLM_CHECK(is_supported(tensor.scalar_type()), "{}: tensor '{}': dtype {} cannot be saved (F32, F16, BF16, F64)",
                   file, name, c10::toString(tensor.scalar_type()));
     at::Tensor cpu = tensor.detach().to(at::kCPU).contiguous();
     const uint64_t bytes = byte_size(cpu);

@@ -12,15 +12,16 @@ namespace fusellm::model {
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   // HF LlamaRMSNorm: statistics in float32, the normalised value cast back before the weight multiply.
   const auto dtype = x.scalar_type();
-  auto xf = x.to(at::kFloat);
+  auto xf = x.to(at_least_float(dtype));
   auto normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * normed.to(dtype);
 }
 
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
   const auto dtype = x.scalar_type();
-  const at::Tensor b = bias.defined() ? bias.to(at::kFloat) : at::Tensor();
-  return at::layer_norm(x.to(at::kFloat), {x.size(-1)}, weight.to(at::kFloat), b, eps).to(dtype);
+  const at::ScalarType wide = at_least_float(dtype);
+  const at::Tensor b = bias.defined() ? bias.to(wide) : at::Tensor();
+  return at::layer_norm(x.to(wide), {x.size(-1)}, weight.to(wide), b, eps).to(dtype);
 }
 
 at::Tensor gelu_by_name(const at::Tensor& x, const std::string& act) {

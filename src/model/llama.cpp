@@ -83,7 +83,7 @@ class LlamaFamilyModel : public CausalLM {
   }
 
   at::Tensor logits_from_hidden(const at::Tensor& hidden) override {
-    return at::linear(hidden, w(head_)).to(at::kFloat);
+    return to_logits_dtype(at::linear(hidden, w(head_)));
   }
 
  private:

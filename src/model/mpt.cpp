@@ -72,7 +72,7 @@ class MptModel : public CausalLM {
   }
 
   at::Tensor logits_from_hidden(const at::Tensor& hidden) override {
-    auto logits = at::linear(hidden, w(head_)).to(at::kFloat);
+    auto logits = to_logits_dtype(at::linear(hidden, w(head_)));
     return logit_scale_ ? logits * *logit_scale_ : logits;
   }
 

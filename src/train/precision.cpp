@@ -14,12 +14,21 @@
 
 namespace fusellm::train {
 
-const char* to_string(Precision p) { return p == Precision::Bf16 ? "bf16" : "fp32"; }
+const char* to_string(Precision p) {
+  switch (p) {
+    case Precision::Bf16: return "bf16";
+    case Precision::Fp64: return "fp64";
+    default: return "fp32";
+  }
+}
+
+at::ScalarType master_dtype(Precision p) { return p == Precision::Fp64 ? at::kDouble : at::kFloat; }
 
 Precision resolve_precision(const std::string& setting, const at::Device& device) {
   if (setting == "fp32") return Precision::Fp32;
   if (setting == "bf16") return Precision::Bf16;
-  FUSELLM_CHECK(setting == "auto", "train.precision: expected 'fp32', 'bf16' or 'auto', got '{}'", setting);
+  if (setting == "fp64") return Precision::Fp64;
+  FUSELLM_CHECK(setting == "auto", "train.precision: expected 'fp32', 'bf16', 'fp64' or 'auto', got '{}'", setting);
   return device.is_cuda() ? Precision::Bf16 : Precision::Fp32;
 }
 

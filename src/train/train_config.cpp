@@ -115,8 +115,9 @@ TrainConfig parse_train_config(const json& section, const std::string& source, c
   r.read("bucket_mb", cfg.bucket_mb, positive, "a number > 0 (MiB)");
   r.read("overlap_comm", cfg.overlap_comm, [](bool) { return true; }, "a boolean");
   r.read("peak_tflops", cfg.peak_tflops, non_negative, "a number >= 0 (0 = known GPUs by name)");
-  r.read("precision", cfg.precision, [](const std::string& s) { return s == "fp32" || s == "bf16" || s == "auto"; },
-         "one of 'fp32', 'bf16', 'auto'");
+  r.read("precision", cfg.precision,
+         [](const std::string& s) { return s == "fp32" || s == "bf16" || s == "fp64" || s == "auto"; },
+         "one of 'fp32', 'bf16', 'fp64', 'auto'");
   std::string schedule = "cosine";
   r.read("schedule", schedule, [](const std::string& s) { return s == "cosine" || s == "linear" || s == "constant"; },
          "one of 'cosine', 'linear', 'constant'");

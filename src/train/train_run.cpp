@@ -5,6 +5,7 @@
 #include "fusellm/data/chunk_dataset.hpp"
 #include "fusellm/model/causal_lm.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
+#include "fusellm/train/precision.hpp"
 #include "fusellm/util/dist_env.hpp"
 #include "fusellm/util/device.hpp"
 #include "fusellm/util/error.hpp"
@@ -120,8 +121,9 @@ TrainRunResult train_from_config(const ExperimentConfig& config, const TrainRunO
 
   at::manual_seed(cfg.seed);
   io::LoadOptions load;
-  load.dtype = at::kFloat;  // fp32 master weights: training updates are lost in bf16/fp16 rounding
   load.device = device_for_rank(options.device, rank_info_from_env().local_rank);
+  // fp32 master weights (training updates are lost in bf16/fp16 rounding), fp64 when asked for.
+  load.dtype = master_dtype(resolve_precision(cfg.precision, load.device));
   auto model = model::load_model(target.path, load);
 
   TrainerOptions topt;

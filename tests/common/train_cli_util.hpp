@@ -1,6 +1,7 @@
 #pragma once
 // Shared pieces of the CLI training tests: the per-step losses a run
 // logged, the weight differences between two checkpoints, two-rank launches the way torchrun starts them.
+#include <limits>
 #include <map>
 #include <sstream>
 #include <string>
@@ -40,6 +41,17 @@ inline std::map<std::string, double> weight_diffs(const fs::path& a, const fs::p
     diffs[info.name] = found ? (wa.load(info.name) - wb.load(info.name)).abs().max().item<double>() : -1.0;
   }
   return diffs;
+}
+
+// The largest weight difference between two checkpoints and the tensor it is in ("" when both are empty);
+// a tensor missing in b counts as an infinite difference.
+inline std::pair<std::string, double> max_weight_diff(const fs::path& a, const fs::path& b) {
+  std::pair<std::string, double> worst{"", 0.0};
+  for (const auto& [tensor, diff] : weight_diffs(a, b)) {
+    const double d = diff < 0 ? std::numeric_limits<double>::infinity() : diff;
+    if (worst.first.empty() || d > worst.second) worst = {tensor, d};
+  }
+  return worst;
 }
 
 // On the CPU even where a GPU exists: the tests compare runs bit for bit and start several ranks per machine.

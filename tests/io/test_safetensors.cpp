@@ -135,10 +135,21 @@ TEST(Safetensors, DtypeNames) {
 
 TEST(Safetensors, SaveRefusesUnsupportedDtypeAndDuplicates) {
   const fs::path path = scratch_dir("st_save_bad") / "x.safetensors";
-  EXPECT_THROW(fusellm::io::save_safetensors(path, {{"w", torch::zeros({2}, torch::kDouble)}}), fusellm::Error);
+  EXPECT_THROW(fusellm::io::save_safetensors(path, {{"w", torch::zeros({2}, torch::kLong)}}), fusellm::Error);
   EXPECT_THROW(fusellm::io::save_safetensors(path, {{"w", torch::zeros({2})}, {"w", torch::zeros({2})}}),
                fusellm::Error);
   EXPECT_FALSE(fs::exists(path));
+}
+
+// fp64 training checkpoints: F64 tensors save and load bit for bit.
+TEST(Safetensors, Float64RoundTrips) {
+  const fs::path path = scratch_dir("st_f64") / "x.safetensors";
+  const at::Tensor w = at::arange(6, at::kDouble).div(7.0).reshape({2, 3});
+  fusellm::io::save_safetensors(path, {{"w", w}});
+  fusellm::io::SafetensorsFile f(path);
+  EXPECT_EQ(f.tensors().front().dtype, at::kDouble);
+  EXPECT_TRUE(at::equal(f.load("w"), w));
+  EXPECT_EQ(fusellm::io::dtype_name(at::kDouble), "F64");
 }
 
 TEST(Safetensors, ShardsGreedilyAsHuggingFaceAndRoundTrips) {

@@ -39,7 +39,7 @@ TEST(Precision, ConfigKeys) {
     parse_train_config(json{{"precision", "fp16"}, {"bucket_mb", 0}}, "c.json", "/tmp", "c");
     ADD_FAILURE() << "no error";
   } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("train.precision: expected one of 'fp32', 'bf16', 'auto'"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("train.precision: expected one of 'fp32', 'bf16', 'fp64', 'auto'"), std::string::npos)
         << e.what();
     EXPECT_NE(std::string(e.what()).find("train.bucket_mb: expected a number > 0"), std::string::npos) << e.what();
   }
@@ -96,6 +96,27 @@ TEST(Precision, Bf16TrainingTracksFp32WithFp32MasterWeights) {
     EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
     EXPECT_TRUE(at::isfinite(t).all().item<bool>()) << name;
   }
+}
+
+// fp64: weights, gradients and optimizer state in float64 (the equivalence tests' precision). Its first
+// step starts from the same weights as fp32, so the losses agree to float32 rounding (relative 1e-5); later
+// steps stay close to fp32's.
+TEST(Precision, Fp64TrainsInFloat64) {
+  FUSELLM_REQUIRE_SHARED();
+  const auto docs = test::shakespeare_documents(6000);
+  std::unique_ptr<Trainer> fp32_trainer, fp64_trainer;
+  const auto fp32 = train("fp32", docs, &fp32_trainer);
+  const auto fp64 = train("fp64", docs, &fp64_trainer);
+  ASSERT_EQ(fp64.size(), 6u);
+  EXPECT_NEAR(fp64[0].loss, fp32[0].loss, 1e-5 * fp32[0].loss);
+  EXPECT_NE(fp64[0].loss, fp32[0].loss) << "fp64 loss equals fp32 bit for bit: not computed in float64";
+  for (size_t i = 0; i < fp64.size(); ++i) EXPECT_NEAR(fp64[i].loss, fp32[i].loss, 1e-3 * fp32[i].loss) << i + 1;
+  EXPECT_LT(fp64.back().loss, fp64.front().loss);
+  for (const auto& [name, t] : fp64_trainer->model().parameters())
+    if (at::isFloatingType(t.scalar_type())) EXPECT_EQ(t.scalar_type(), at::kDouble) << name;
+  EXPECT_EQ(resolve_precision("fp64", at::kCPU), Precision::Fp64);
+  EXPECT_EQ(master_dtype(Precision::Fp64), at::kDouble);
+  EXPECT_EQ(master_dtype(Precision::Bf16), at::kFloat);
 }
 
 TEST(Precision, Bf16WithActivationCheckpointingMatchesWithout) {

@@ -6,6 +6,7 @@
 #include "common/test_paths.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
 #include "fusellm/model/causal_lm.hpp"
+#include "fusellm/train/precision.hpp"
 #include "fusellm/train/trainer.hpp"
 #include "fusellm/util/fs.hpp"
 
@@ -31,13 +32,14 @@ inline train::TrainConfig small_train_config(const fs::path& output_dir) {
   return c;
 }
 
-// A Trainer on stories260K (fp32 weights, torch seeded from the config, no progress bar).
+// A Trainer on stories260K (fp32 weights, fp64 with c.precision = "fp64"; torch seeded from the config, no
+// progress bar).
 inline std::unique_ptr<train::Trainer> stories_trainer(const train::TrainConfig& c,
                                                        std::unique_ptr<train::TrainBatchSource> source,
                                                        train::LossFn loss, bool resume = false) {
   at::manual_seed(c.seed);
   io::LoadOptions load;
-  load.dtype = at::kFloat;
+  load.dtype = train::master_dtype(train::resolve_precision(c.precision, at::Device(at::kCPU)));
   train::TrainerOptions o;
   o.config = c;
   o.model_dir = stories_dir();

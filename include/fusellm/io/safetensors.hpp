@@ -62,7 +62,7 @@ void save_safetensors(const fs::path& path, const NamedTensors& tensors,
 std::vector<std::string> save_sharded_safetensors(const fs::path& dir, const NamedTensors& tensors,
                                                   uint64_t max_shard_bytes = 5ull << 30);
 
-// The safetensors name of a dtype: "F32", "F16", "BF16" (loadable), "F64", "I64", "I32", "I16", "I8", "U8",
+// The safetensors name of a dtype: "F32", "F16", "BF16", "F64" (loadable), "I64", "I32", "I16", "I8", "U8",
 // "BOOL" (names only; .bin checkpoints may hold such buffers); PyTorch's name for anything else.
 std::string dtype_name(at::ScalarType t);
 

@@ -1,6 +1,6 @@
 #pragma once
 // Building blocks shared by the model families, as plain functions over tensors. Semantics follow HF's
-// eager code: norms computed in float32 and cast back, RoPE in the rotate_half convention with float32
+// eager code: norms computed in float32 (float64 for a float64 model) and cast back, RoPE in the rotate_half convention with float32
 // tables, masks that use the compute dtype's lowest finite value (never -inf), softmax in float32.
 #include <optional>
 #include <utility>
@@ -11,6 +11,11 @@
 #include "fusellm/util/torch_pch.hpp"
 
 namespace fusellm::model {
+
+// The dtype norm statistics and logits are computed in: float32 as HF does for fp32/bf16/fp16 models,
+// float64 for a float64 model (fp64 training; narrowing there would defeat its purpose).
+inline at::ScalarType at_least_float(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+inline at::Tensor to_logits_dtype(const at::Tensor& logits) { return logits.to(at_least_float(logits.scalar_type())); }
 
 // w · x / sqrt(mean(x²) + eps), no mean subtraction, no bias.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);

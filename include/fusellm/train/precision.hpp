@@ -1,17 +1,21 @@
 #pragma once
 // In what precision training computes. The precision (train.precision): fp32, or bf16 autocast around forward and loss with
 // fp32 master weights (parameters, gradients and optimizer state stay fp32; matmuls run in bf16 on
-// autocast's bf16 copies of the weights).
+// autocast's bf16 copies of the weights), or fp64: weights, gradients, optimizer state and checkpoints in
+// float64. fp64 is for numerics checks: summation order moves its results by ~1e-16 instead of ~1e-7, so
+// runs that sum in different orders (ranks, accumulation, threads) can be compared tightly on any CPU.
 #include <string>
 
 #include "fusellm/util/torch_pch.hpp"
 
 namespace fusellm::train {
 
-enum class Precision { Fp32, Bf16 };
+enum class Precision { Fp32, Bf16, Fp64 };
 const char* to_string(Precision p);
-// "fp32" | "bf16" | "auto" (bf16 on CUDA, fp32 elsewhere) for training on `device`.
+// "fp32" | "bf16" | "fp64" | "auto" (bf16 on CUDA, fp32 elsewhere) for training on `device`.
 Precision resolve_precision(const std::string& setting, const at::Device& device);
+// The dtype of master weights, gradients and optimizer state: float64 for fp64, float32 otherwise.
+at::ScalarType master_dtype(Precision p);
 
 // Enables autocast to bf16 for `device` while alive (with Precision::Fp32: does nothing) and restores
 // the previous autocast state after; clears autocast's cache of cast weights on the way out, since the

@@ -42,7 +42,8 @@ struct TrainConfig {
   double peak_tflops = 0;      // the device's peak for MFU; 0 = known GPUs by name, else MFU not reported
   double bucket_mb = 25;       // data parallel: gradients per all-reduce, in MiB
   bool overlap_comm = true;    // data parallel: all-reduce gradient buckets while backward still runs
-  std::string precision = "auto";  // "fp32" | "bf16" (autocast, fp32 master weights) | "auto" (bf16 on CUDA)
+  // "fp32" | "bf16" (autocast, fp32 master weights) | "fp64" (numerics checks) | "auto" (bf16 on CUDA)
+  std::string precision = "auto";
 
   // Sequences in one optimizer step over all processes.
   int64_t global_batch(int world_size) const { return micro_batch * grad_accum * world_size; }
