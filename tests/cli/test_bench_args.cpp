@@ -35,6 +35,7 @@ TEST(BenchPrograms, BadArgumentsAreOneLineErrors) {
       {"bench_tokenizer", "a b", "bench_tokenizer: error: too many arguments"},
       {"bench_align", "a b", "bench_align: error: too many arguments"},
       {"bench_tokenizer_spm", "/no/such/tokenizer.model", "/no/such/tokenizer.model"},
+      {"bench_eval", "x", "bench_eval: error: argument 1 (ARC-Easy documents): expected an integer >= 1, got 'x'"},
   };
   for (const BadCall& c : calls) {
     SCOPED_TRACE(c.program + " " + c.args);

@@ -1,0 +1,40 @@
+#pragma once
+// The three request kinds every model answers, as in EleutherAI lm-evaluation-harness: a task turns its
+// documents into requests, a model runner answers them, the task turns the answers into metrics.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fusellm/util/json.hpp"
+
+namespace fusellm::eval {
+
+enum class RequestKind { loglikelihood, generate_until, loglikelihood_rolling };
+const char* to_string(RequestKind kind);
+
+struct Request {
+  RequestKind kind = RequestKind::loglikelihood;
+  // loglikelihood: log p(continuation | context); generate_until: context is the prompt;
+  // loglikelihood_rolling: context is the whole text.
+  std::string context, continuation;
+  std::vector<std::string> stops;  // generate_until: stop at the first of these in the decoded text
+  int max_new_tokens = 0;          // generate_until
+  bool add_bos = false;            // generate_until: prompt tokenized with the tokenizer's BOS (open-instruct)
+
+  // A stable identity for the on-disk cache: kind, strings and settings, hashed (hex).
+  std::string key() const;
+  json to_json() const;
+};
+
+struct Result {
+  double logprob = 0;        // loglikelihood(_rolling): summed log-probability of the scored tokens
+  bool is_greedy = false;    // loglikelihood: every continuation token was the argmax
+  int64_t tokens = 0;        // scored (or generated) tokens
+  std::string text;          // generate_until: the completion, cut before the first stop string
+  bool truncated = false;    // the input was longer than the model's context and was left-truncated
+
+  json to_json() const;
+  static Result from_json(const json& j);
+};
+
+}  // namespace fusellm::eval

@@ -1,0 +1,58 @@
+#pragma once
+// Evaluation tasks and their registry. A task reads its documents (HF dataset rows as JSONL, or the
+// llm-foundry files in ../shared/data/eval), turns each into requests exactly as the paper's harness builds
+// them, and scores a document from its requests' results. Tasks know nothing of models.
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fusellm/eval/request.hpp"
+#include "fusellm/util/fs.hpp"
+#include "fusellm/util/json.hpp"
+
+namespace fusellm::eval {
+
+// One document: its requests, what the harness would store per sample, and its gold answer.
+struct Doc {
+  int64_t index = 0;        // position in the data file
+  json fields;              // the row as the task understood it (query, choices, gold, ...)
+  std::vector<Request> requests;
+};
+
+// Per-document metric values (acc, acc_norm, exact_match...), 0/1 or a fraction.
+using Scores = std::map<std::string, double>;
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual std::string name() const = 0;
+  virtual int version() const = 0;
+  // Where the task reads its data when --data is not given: a path relative to the shared data folder.
+  virtual fs::path default_data(const fs::path& shared_data) const = 0;
+  // Reads the documents and builds their requests. Errors name file:line and the field.
+  virtual std::vector<Doc> load(const fs::path& data) const = 0;
+  // Scores one document from its requests' results (same order as doc.requests); `prediction` gets what
+  // the per-sample log records as the model's answer.
+  virtual Scores score(const Doc& doc, const std::vector<Result>& results, json& prediction) const = 0;
+  // The metrics this task reports (in the order the table shows them); "<metric>_stderr" is added.
+  virtual std::vector<std::string> metrics() const = 0;
+  // Notes on how the inputs were rebuilt (reported once in the results: e.g. BoolQ's missing titles).
+  virtual std::vector<std::string> notes() const { return {}; }
+};
+
+using TaskFactory = std::function<std::unique_ptr<Task>()>;
+
+void register_task(const std::string& name, TaskFactory factory);
+// The task of that name, or an Error "unknown task 'x' (did you mean 'y'?)" listing the known ones.
+std::unique_ptr<Task> make_task(const std::string& name);
+std::vector<std::string> task_names();
+// Expands group names: "cs" = the paper's five Common Sense tasks, "bbh" = the 27 BBH tasks; the rest
+// pass through. Duplicates are dropped, order kept.
+std::vector<std::string> expand_task_list(const std::vector<std::string>& names);
+
+// Lines of a JSONL file as objects; an empty line is skipped, a malformed one is an Error "file:line: ...".
+std::vector<json> read_jsonl_rows(const fs::path& path);
+
+}  // namespace fusellm::eval

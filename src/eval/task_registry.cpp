@@ -1,0 +1,92 @@
+// The task registry, task groups and the JSONL reader tasks share.
+#include <algorithm>
+#include <fstream>
+#include <set>
+
+#include "fusellm/eval/task.hpp"
+#include "fusellm/util/error.hpp"
+#include "fusellm/util/experiment_config.hpp"
+
+namespace fusellm::eval {
+
+// Defined beside the tasks. Called explicitly (not from static registrars): the tasks live in a static
+// library, whose unreferenced objects the linker would drop.
+void register_commonsense_tasks();
+void register_bbh_tasks();
+
+namespace {
+std::map<std::string, TaskFactory>& tasks() {
+  static std::map<std::string, TaskFactory> map;
+  return map;
+}
+std::map<std::string, TaskFactory>& registry() {
+  static const bool builtin = [] {
+    register_commonsense_tasks();
+    register_bbh_tasks();
+    return true;
+  }();
+  (void)builtin;
+  return tasks();
+}
+}  // namespace
+
+void register_task(const std::string& name, TaskFactory factory) {
+  FUSELLM_CHECK(!tasks().count(name), "eval: task '{}' registered twice", name);
+  tasks()[name] = std::move(factory);
+}
+
+std::vector<std::string> task_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : registry()) names.push_back(name);
+  return names;
+}
+
+std::unique_ptr<Task> make_task(const std::string& name) {
+  auto it = registry().find(name);
+  if (it != registry().end()) return it->second();
+  std::vector<std::string> known = task_names();
+  known.insert(known.begin(), {"cs", "bbh"});
+  const std::string suggestion = closest_key(name, known);
+  if (!suggestion.empty()) fail("--tasks: unknown task '{}' (did you mean '{}'?)", name, suggestion);
+  std::string list;
+  for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+  fail("--tasks: unknown task '{}' (known: {})", name, list);
+}
+
+std::vector<std::string> expand_task_list(const std::vector<std::string>& names) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  auto add = [&](const std::string& n) {
+    if (seen.insert(n).second) out.push_back(n);
+  };
+  for (const auto& name : names) {
+    if (name == "cs") {
+      for (const char* t : {"arc_easy", "arc_challenge", "boolq", "hellaswag", "openbookqa"}) add(t);
+    } else if (name == "bbh") {
+      for (const auto& t : task_names())
+        if (t.rfind("bbh_", 0) == 0) add(t);
+    } else {
+      add(name);
+    }
+  }
+  return out;
+}
+
+std::vector<json> read_jsonl_rows(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  FUSELLM_CHECK(in.good(), "{}: cannot open (pass the task's data with --data or check ../shared)", path.string());
+  std::vector<json> rows;
+  std::string line;
+  for (size_t number = 1; std::getline(in, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    json row = json::parse(line, nullptr, false);
+    if (row.is_discarded()) fail("{}:{}: not valid JSON", path.string(), number);
+    if (!row.is_object()) fail("{}:{}: expected a JSON object", path.string(), number);
+    row["__line"] = number;
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+}  // namespace fusellm::eval
