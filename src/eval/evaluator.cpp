@@ -228,10 +228,14 @@ EvalSummary run_eval(const EvalOptions& options, ModelRunner& runner, const std:
     }
     write_file_atomic(options.out_dir / "samples" / (name + ".jsonl"), samples);
     json metrics = json::object();
-    for (const auto& m : run.task->metrics()) {
-      const auto [mu, se] = mean_and_stderr(values[m]);
-      metrics[m] = mu;
-      metrics[m + "_stderr"] = se;
+    if (auto aggregated = run.task->aggregate(values)) {
+      metrics = *aggregated;
+    } else {
+      for (const auto& m : run.task->metrics()) {
+        const auto [mu, se] = mean_and_stderr(values[m]);
+        metrics[m] = mu;
+        metrics[m + "_stderr"] = se;
+      }
     }
     results[name] = metrics;
     versions[name] = run.task->version();
@@ -243,7 +247,8 @@ EvalSummary run_eval(const EvalOptions& options, ModelRunner& runner, const std:
                     }()}};
     if (!run.task->notes().empty()) notes[name] = run.task->notes();
     const bool norm = name == "arc_easy" || name == "arc_challenge" || name == "hellaswag" || name == "openbookqa";
-    headline[name] = metrics.value(norm ? "acc_norm" : name.rfind("bbh_", 0) == 0 ? "exact_match" : "acc", 0.0);
+    if (name != "bpb")
+      headline[name] = metrics.value(norm ? "acc_norm" : name.rfind("bbh_", 0) == 0 ? "exact_match" : "acc", 0.0);
   }
   // Group averages, unweighted as in the paper: CS over its five tasks, BBH over the BBH tasks present.
   json groups = json::object();

@@ -13,6 +13,7 @@ namespace fusellm::eval {
 // library, whose unreferenced objects the linker would drop.
 void register_commonsense_tasks();
 void register_bbh_tasks();
+void register_perplexity_tasks();
 
 namespace {
 std::map<std::string, TaskFactory>& tasks() {
@@ -23,6 +24,7 @@ std::map<std::string, TaskFactory>& registry() {
   static const bool builtin = [] {
     register_commonsense_tasks();
     register_bbh_tasks();
+    register_perplexity_tasks();
     return true;
   }();
   (void)builtin;

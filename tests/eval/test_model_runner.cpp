@@ -4,6 +4,9 @@
 // greedy generation with open-instruct's stop rule.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <fstream>
+
 #include "common/test_paths.hpp"
 #include "fusellm/eval/evaluator.hpp"
 #include "fusellm/eval/model_runner.hpp"
@@ -151,6 +154,42 @@ TEST(ModelRunner, RollingWindowsCoverEveryToken) {
     want += direct_logprob(*s.model, w);
   }
   EXPECT_NEAR(many.logprob, want, 1e-9);
+}
+
+// The bpb task over a small paragraph corpus: corpus-level bits per byte and perplexities from the
+// per-document rolling log-likelihoods, weighted by bytes and words (lm-eval's weighted_perplexity).
+TEST(ModelRunner, BitsPerByteOfACorpus) {
+  FUSELLM_REQUIRE_SHARED();
+  Stories s(at::kDouble);
+  const fs::path dir = test::scratch_dir("eval_bpb");
+  const std::vector<std::string> paragraphs = {"Once upon a time there was a cat.", "The dog ran  to the park.\nIt was happy.",
+                                               "Lily and Tom played all day."};
+  {
+    std::ofstream out(dir / "corpus.txt");
+    for (size_t i = 0; i < paragraphs.size(); ++i) out << (i ? "\n\n" : "") << paragraphs[i];
+    out << "\n";
+  }
+  EvalOptions o;
+  o.tasks = {"bpb"};
+  o.data["bpb"] = dir / "corpus.txt";
+  o.out_dir = dir / "out";
+  o.progress = false;
+  RunnerOptions ro;
+  ro.max_length = 8;  // several windows per document
+  ModelRunner runner(*s.model, *s.tokenizer, ro);
+  const auto docs = load_task_docs(*make_task("bpb"), o);
+  ASSERT_EQ(docs.size(), paragraphs.size());
+  double ll = 0, bytes = 0, words = 0;
+  for (const auto& d : docs) {
+    ll += runner.loglikelihood_rolling(d.requests[0]).logprob;
+    bytes += double(d.requests[0].context.size());
+    words += d.fields["words"].get<double>();
+  }
+  EXPECT_EQ(docs[1].fields["words"].get<double>(), 9.0);  // re.split(r"\s+"): 9 pieces
+  const json r = run_eval(o, runner, "bpb-test").results["results"]["bpb"];
+  EXPECT_NEAR(r["bits_per_byte"].get<double>(), -ll / bytes / std::log(2.0), 1e-12);
+  EXPECT_NEAR(r["byte_perplexity"].get<double>(), std::exp(-ll / bytes), 1e-12);
+  EXPECT_NEAR(r["word_perplexity"].get<double>(), std::exp(-ll / words), 1e-9);
 }
 
 TEST(ModelRunner, GreedyGenerationStopsAsOpenInstruct) {

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,11 @@ class Task {
   virtual Scores score(const Doc& doc, const std::vector<Result>& results, json& prediction) const = 0;
   // The metrics this task reports (in the order the table shows them); "<metric>_stderr" is added.
   virtual std::vector<std::string> metrics() const = 0;
+  // Corpus-level metrics from every document's scores, when the mean of per-document values is not what
+  // the task reports (bits per byte weights by bytes); nullopt = mean and stderr of each metric.
+  virtual std::optional<json> aggregate(const std::map<std::string, std::vector<double>>& values) const {
+    return std::nullopt;
+  }
   // Notes on how the inputs were rebuilt (reported once in the results: e.g. BoolQ's missing titles).
   virtual std::vector<std::string> notes() const { return {}; }
 };
