@@ -282,8 +282,11 @@ Result ModelRunner::generate_until(const Request& request) {
   at::NoGradGuard no_grad;
   Result result;
   std::vector<int64_t> prompt = widen(tokenizer_.encode_ids(request.context, request.add_bos));
-  if (int64_t(prompt.size()) >= max_length_) {  // keep the end of the prompt and room for one new token
-    prompt.erase(prompt.begin(), prompt.end() - (max_length_ - 1));
+  // Too long for the context with the new tokens: keep the prompt's end, leaving room for max_new_tokens as
+  // lm-eval's generate_until does, but never less than half the context for the prompt.
+  const int64_t keep = std::max(max_length_ - int64_t(request.max_new_tokens), max_length_ / 2);
+  if (int64_t(prompt.size()) > keep && int64_t(prompt.size()) + request.max_new_tokens > max_length_) {
+    prompt.erase(prompt.begin(), prompt.end() - keep);
     result.truncated = true;
   }
   std::vector<std::vector<int64_t>> stops;
