@@ -13,7 +13,10 @@
 #include "command.hpp"
 #include "fusellm/eval/evaluator.hpp"
 #include "fusellm/model/causal_lm.hpp"
+#include "fusellm/train/checkpoint.hpp"
+#include "fusellm/train/train_run.hpp"
 #include "fusellm/util/dist_env.hpp"
+#include "fusellm/util/experiment_config.hpp"
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/log.hpp"
 
@@ -22,7 +25,7 @@ namespace {
 using namespace fusellm;
 
 struct EvalFlags {
-  std::string model, tokenizer, tasks, out, shared, dtype = "fp32", device = "cpu";
+  std::string model, config, tokenizer, tasks, out, shared, dtype = "fp32", device = "cpu";
   std::vector<std::string> data;
   int64_t limit = 0, batch_tokens = 8192, max_length = 0;
   bool separate_encoding = false, context_bos = false, no_progress = false, pairwise = false;
@@ -59,9 +62,120 @@ std::string model_fingerprint(const fs::path& dir) {
   return fmt::format("{:016x}", static_cast<unsigned long long>(XXH3_64bits(material.data(), material.size())));
 }
 
+// One model: documents first (bad rows fail before weights load), then the run. Returns the results.
+json evaluate(const EvalFlags& f, const std::string& model_dir, eval::EvalOptions options) {
+  for (const auto& name : eval::expand_task_list(options.tasks)) eval::load_task_docs(*eval::make_task(name), options);
+  auto tokenizer = cli::open_tokenizer(model_dir, f.tokenizer, /*required=*/true);
+  auto model = model::load_model(model_dir, cli::load_options(f.dtype, f.device));
+  eval::RunnerOptions ro;
+  ro.joint_encoding = !f.separate_encoding;
+  ro.context_bos = f.context_bos;
+  ro.batch_tokens = f.batch_tokens;
+  ro.max_length = f.max_length;
+  ro.share_context = !f.pairwise;
+  eval::ModelRunner runner(*model, *tokenizer, ro);
+  options.config = {{"model", model_dir}, {"model_args", {{"dtype", f.dtype}, {"tokenizer", f.tokenizer}}},
+                    {"num_fewshot", 0}, {"batch_size", nullptr}, {"device", f.device},
+                    {"no_cache", false}, {"limit", options.limit > 0 ? json(options.limit) : json()},
+                    {"bootstrap_iters", 0}, {"description_dict", json::object()},
+                    {"encoding", f.separate_encoding ? "separate (v0.3.0 tag)" : "joint (_encode_pair)"},
+                    {"context_bos", f.context_bos}, {"max_length", runner.max_length()}};
+  const eval::EvalSummary summary = run_eval(options, runner, model_fingerprint(model_dir));
+  if (options.rank != 0) return json();
+  std::cerr << fmt::format("eval: {} requests: {} computed now, {} from the cache\n", summary.requests,
+                           summary.computed, summary.from_cache);
+  std::cout << eval::results_table(summary.results);
+  std::cout << "results: " << (options.out_dir / "results.json").string() << "\n";
+  return summary.results;
+}
+
+// The experiment config's `eval` section: {"tasks": "cs,bbh" | [...], "limit": N, "data": {task: path},
+// "out_dir": path, "models": "target" | "trained" | "both"} (paths relative to the config file). "trained" is
+// the latest checkpoint of train.output_dir.
+struct ConfigEval {
+  std::vector<std::string> tasks;
+  int64_t limit = 0;
+  std::map<std::string, fs::path> data;
+  fs::path out_dir;
+  std::vector<std::pair<std::string, fs::path>> models;  // (label, model directory)
+};
+
+ConfigEval read_eval_section(const fs::path& config_path) {
+  const ExperimentConfig config = load_experiment_config(config_path);
+  const std::string where = config_path.string();
+  auto it = config.reserved_sections.find("eval");
+  const json section = it == config.reserved_sections.end() ? json::object() : it->second;
+  FUSELLM_CHECK(section.is_object(), "{}: eval: expected an object", where);
+  const std::vector<std::string> known = {"tasks", "limit", "data", "out_dir", "models"};
+  for (const auto& [key, value] : section.items()) {
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    const std::string guess = closest_key(key, known);
+    fail("{}: eval.{}: unknown key{}", where, key, guess.empty() ? "" : fmt::format(" (did you mean '{}'?)", guess));
+  }
+  ConfigEval c;
+  const json tasks = section.value("tasks", json("cs"));
+  if (tasks.is_string()) c.tasks = split_list(tasks.get<std::string>());
+  else if (tasks.is_array())
+    for (const auto& t : tasks) {
+      FUSELLM_CHECK(t.is_string(), "{}: eval.tasks: expected task names", where);
+      c.tasks.push_back(t.get<std::string>());
+    }
+  else fail("{}: eval.tasks: expected a string or a list of task names", where);
+  const json limit = section.value("limit", json(0));
+  FUSELLM_CHECK(limit.is_number_integer() && limit.get<int64_t>() >= 0, "{}: eval.limit: expected an integer >= 0", where);
+  c.limit = limit.get<int64_t>();
+  const json data = section.value("data", json::object());
+  FUSELLM_CHECK(data.is_object(), "{}: eval.data: expected an object {{task: path}}", where);
+  for (const auto& [task, path] : data.items()) {
+    FUSELLM_CHECK(path.is_string(), "{}: eval.data.{}: expected a path", where, task);
+    eval::make_task(task);
+    c.data[task] = config.config_dir / path.get<std::string>();
+  }
+  const json out = section.value("out_dir", json());
+  FUSELLM_CHECK(out.is_null() || out.is_string(), "{}: eval.out_dir: expected a path", where);
+  c.out_dir = out.is_string() ? config.config_dir / out.get<std::string>()
+                              : config.config_dir / "out" / config.config_path.stem() / "eval";
+  const std::string which = section.value("models", std::string("both"));
+  FUSELLM_CHECK(which == "target" || which == "trained" || which == "both",
+                "{}: eval.models: expected 'target', 'trained' or 'both', got '{}'", where, which);
+  if (which != "trained") c.models.emplace_back("target", config.target().path);
+  if (which != "target") {
+    const fs::path train_out = train::train_config_of(config).output_dir;
+    const auto latest = train::latest_checkpoint(train_out);
+    FUSELLM_CHECK(latest.has_value(), "{}: eval.models '{}': no checkpoint in {} (run `fusellm train --config` first)",
+                  where, which, train_out.string());
+    c.models.emplace_back("trained", *latest);
+  }
+  return c;
+}
+
 int run(const EvalFlags& f) {
+  FUSELLM_CHECK(f.model.empty() != f.config.empty(), "eval: give --model DIR or --config C");
   eval::EvalOptions options;
-  options.tasks = split_list(f.tasks);
+  // --shared, else $FUSELLM_SHARED_DIR, else ../shared beside the source checkout.
+  const char* env = std::getenv("FUSELLM_SHARED_DIR");
+  const fs::path shared = !f.shared.empty() ? fs::path(f.shared) : env && *env ? fs::path(env)
+                                                                              : fs::path(FUSELLM_SHARED_DEFAULT);
+  options.shared_data = shared / "data";
+  options.progress = !f.no_progress;
+  const RankInfo rank = rank_info_from_env();
+  options.rank = rank.rank;
+  options.world_size = rank.world_size;
+  std::vector<std::pair<std::string, fs::path>> models;
+  if (!f.config.empty()) {  // the config's eval section; command-line flags override it
+    ConfigEval c = read_eval_section(f.config);
+    options.tasks = c.tasks;
+    options.limit = c.limit;
+    options.data = c.data;
+    options.out_dir = c.out_dir;
+    models = c.models;
+  } else {
+    FUSELLM_CHECK(!f.tasks.empty() && !f.out.empty(), "eval: --model needs --tasks and --out");
+    models.emplace_back("", f.model);
+  }
+  if (!f.tasks.empty()) options.tasks = split_list(f.tasks);
+  if (!f.out.empty()) options.out_dir = f.out;
+  if (f.limit > 0) options.limit = f.limit;
   FUSELLM_CHECK(!options.tasks.empty(), "--tasks: give at least one task (e.g. cs, bbh, arc_easy)");
   for (const auto& name : eval::expand_task_list(options.tasks)) eval::make_task(name);  // unknown names first
   for (const auto& d : f.data) {
@@ -70,50 +184,33 @@ int run(const EvalFlags& f) {
     eval::make_task(d.substr(0, eq));
     options.data[d.substr(0, eq)] = d.substr(eq + 1);
   }
-  // --shared, else $FUSELLM_SHARED_DIR, else ../shared beside the source checkout.
-  const char* env = std::getenv("FUSELLM_SHARED_DIR");
-  const fs::path shared = !f.shared.empty() ? fs::path(f.shared) : env && *env ? fs::path(env)
-                                                                              : fs::path(FUSELLM_SHARED_DEFAULT);
-  options.shared_data = shared / "data";
-  options.out_dir = f.out;
-  options.limit = f.limit;
-  options.progress = !f.no_progress;
-  const RankInfo rank = rank_info_from_env();
-  options.rank = rank.rank;
-  options.world_size = rank.world_size;
-  // Documents before the model: a malformed row or a missing file is reported without loading weights.
-  for (const auto& name : eval::expand_task_list(options.tasks)) eval::load_task_docs(*eval::make_task(name), options);
-
-  auto tokenizer = cli::open_tokenizer(f.model, f.tokenizer, /*required=*/true);
-  auto model = model::load_model(f.model, cli::load_options(f.dtype, f.device));
-  eval::RunnerOptions ro;
-  ro.joint_encoding = !f.separate_encoding;
-  ro.context_bos = f.context_bos;
-  ro.batch_tokens = f.batch_tokens;
-  ro.max_length = f.max_length;
-  ro.share_context = !f.pairwise;
-  eval::ModelRunner runner(*model, *tokenizer, ro);
-  options.config = {{"model", f.model}, {"model_args", {{"dtype", f.dtype}, {"tokenizer", f.tokenizer}}},
-                    {"num_fewshot", 0}, {"batch_size", nullptr}, {"device", f.device},
-                    {"no_cache", false}, {"limit", f.limit > 0 ? json(f.limit) : json()}, {"bootstrap_iters", 0},
-                    {"description_dict", json::object()},
-                    {"encoding", f.separate_encoding ? "separate (v0.3.0 tag)" : "joint (_encode_pair)"},
-                    {"context_bos", f.context_bos}, {"max_length", runner.max_length()}};
-  const eval::EvalSummary summary = run_eval(options, runner, model_fingerprint(f.model));
-  if (rank.rank != 0) return 0;
-  std::cerr << fmt::format("eval: {} requests: {} computed now, {} from the cache\n", summary.requests,
-                           summary.computed, summary.from_cache);
-  std::cout << eval::results_table(summary.results);
-  std::cout << "results: " << (options.out_dir / "results.json").string() << "\n";
+  const fs::path out_root = options.out_dir;
+  std::vector<std::pair<std::string, json>> all;
+  for (const auto& [label, dir] : models) {
+    eval::EvalOptions o = options;
+    if (!label.empty()) o.out_dir = out_root / label;
+    if (!label.empty() && rank.rank == 0) std::cout << fmt::format("== {} model: {}\n", label, dir.string());
+    all.emplace_back(label, evaluate(f, dir.string(), o));
+  }
+  if (all.size() == 2 && rank.rank == 0) {  // before and after training, side by side
+    std::cout << fmt::format("{:<44} {:<12} {:>8} {:>8} {:>8}\n", "task", "metric", "target", "trained", "change");
+    for (const auto& [task, metrics] : all[0].second["results"].items())
+      for (const auto& [metric, value] : metrics.items()) {
+        if (metric.find("_stderr") != std::string::npos) continue;
+        const double a = value.get<double>(), b = all[1].second["results"][task].value(metric, 0.0);
+        std::cout << fmt::format("{:<44} {:<12} {:>8.4f} {:>8.4f} {:>+8.4f}\n", task, metric, a, b, b - a);
+      }
+  }
   return 0;
 }
 
 cli::Action setup(CLI::App& app) {
   auto f = std::make_shared<EvalFlags>();
-  app.add_option("--model", f->model, "HF model directory")->required();
-  app.add_option("--tasks", f->tasks, "comma-separated tasks or groups: cs, bbh, arc_easy, boolq, bbh_snarks, ...")
-      ->required();
-  app.add_option("--out", f->out, "output directory (results.json, samples/, cache/)")->required();
+  app.add_option("--model", f->model, "HF model directory");
+  app.add_option("--config", f->config,
+                 "experiment config: its eval section, for the target before and/or after training");
+  app.add_option("--tasks", f->tasks, "comma-separated tasks or groups: cs, bbh, bpb, arc_easy, bbh_snarks, ...");
+  app.add_option("--out", f->out, "output directory (results.json, samples/, cache/)");
   app.add_option("--data", f->data, "TASK=PATH: read a task's documents from PATH (repeatable)");
   app.add_option("--shared", f->shared, "the shared test-material folder (default: ../shared beside the checkout)");
   app.add_option("--tokenizer", f->tokenizer, "tokenizer directory or file (default: the model's)");

@@ -13,6 +13,8 @@
 #include "common/run_cli.hpp"
 #include "common/test_paths.hpp"
 #include "common/train_cli_util.hpp"
+#include "fusellm/tokenizer/tokenizer.hpp"
+#include "teacher/infer_test_util.hpp"
 
 namespace fusellm {
 namespace {
@@ -73,6 +75,49 @@ TEST(EvalCli, ResultsKillResumeAndRanks) {
   for (const auto& [task, metrics] : results["results"].items())
     for (const auto& [metric, value] : metrics.items())
       EXPECT_NEAR(two["results"][task][metric].get<double>(), value.get<double>(), 1e-12) << task << " " << metric;
+}
+
+// `fusellm eval --config C`: the config's eval section, the target before and the latest checkpoint after
+// `fusellm train`, side by side; a typo in the section is a one-line error.
+TEST(EvalCli, ConfigSectionEvaluatesTargetBeforeAndAfterTraining) {
+  FUSELLM_REQUIRE_SHARED();
+  const fs::path dir = test::scratch_dir("eval_cli_config");
+  const fs::path corpus = test::write_small_corpus(dir, 6000), chunks = dir / "chunks";
+  auto tokenizer = tok::load_tokenizer(test::stories_model_dir());
+  test::make_chunk_dataset(chunks, corpus, *tokenizer, 64, true, true);
+  auto write_config = [&](const std::string& name, const json& eval_section) {
+    json c = {{"models", json::array({{{"name", "stories"}, {"path", test::stories_model_dir().string()},
+                                       {"role", "target"}}})},
+              {"data", {{"corpus", corpus.string()}, {"txt_mode", "separator"}, {"chunk_dir", chunks.string()},
+                        {"max_length", 64}}},
+              {"train", {{"lr", 1e-3}, {"max_steps", 2}, {"micro_batch", 2}, {"max_length", 32},
+                         {"output_dir", (dir / "train").string()}}},
+              {"eval", eval_section}};
+    const fs::path file = dir / (name + ".json");
+    std::ofstream(file) << c.dump(2) << "\n";
+    return file.string();
+  };
+  const json section = {{"tasks", "arc_easy,boolq"}, {"limit", 4}, {"out_dir", "evals"}, {"models", "both"}};
+  const std::string config = write_config("exp", section);
+  const std::vector<std::string> eval = {"eval", "--config", config, "--shared", test::shared_dir().string(), "--no-progress"};
+  const test::Exit before = test::run_cli_env(eval, {}, dir / "before.log");
+  EXPECT_EQ(before.code, 1);
+  EXPECT_THAT(before.output, HasSubstr("run `fusellm train --config` first"));
+  const test::Exit train = test::run_cli_env(test::train_args(config), {}, dir / "train.log");
+  ASSERT_EQ(train.code, 0) << train.output;
+  const test::Exit both = test::run_cli_env(eval, {}, dir / "both.log");
+  ASSERT_EQ(both.code, 0) << both.output;
+  EXPECT_TRUE(fs::exists(dir / "evals" / "target" / "results.json"));
+  EXPECT_TRUE(fs::exists(dir / "evals" / "trained" / "results.json"));
+  EXPECT_THAT(both.output, HasSubstr("trained"));
+  EXPECT_THAT(both.output, HasSubstr("change"));
+  EXPECT_EQ(parse_json_file(dir / "evals" / "trained" / "results.json")["fusellm"]["counts"]["boolq"]["documents"], 4);
+  json typo = section;
+  typo["limt"] = 3;
+  const test::Exit bad = test::run_cli_env({"eval", "--config", write_config("typo", typo), "--no-progress"}, {},
+                                           dir / "typo.log");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_THAT(bad.output, HasSubstr("eval.limt: unknown key (did you mean 'limit'?)"));
 }
 
 TEST(EvalCli, ErrorsAreOneLine) {
