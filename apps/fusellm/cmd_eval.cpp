@@ -80,7 +80,13 @@ json evaluate(const EvalFlags& f, const std::string& model_dir, eval::EvalOption
                     {"bootstrap_iters", 0}, {"description_dict", json::object()},
                     {"encoding", f.separate_encoding ? "separate (v0.3.0 tag)" : "joint (_encode_pair)"},
                     {"context_bos", f.context_bos}, {"max_length", runner.max_length()}};
-  const eval::EvalSummary summary = run_eval(options, runner, model_fingerprint(model_dir));
+  // The cache's identity: the weights and every setting that changes an answer (a rerun with other
+  // settings must not reuse answers).
+  const std::string settings = fmt::format("{}|{}|{}|{}|{}", model_fingerprint(model_dir), f.dtype, ro.joint_encoding,
+                                           ro.context_bos, runner.max_length());
+  const std::string fingerprint =
+      fmt::format("{:016x}", static_cast<unsigned long long>(XXH3_64bits(settings.data(), settings.size())));
+  const eval::EvalSummary summary = run_eval(options, runner, fingerprint);
   if (options.rank != 0) return json();
   std::cerr << fmt::format("eval: {} requests: {} computed now, {} from the cache\n", summary.requests,
                            summary.computed, summary.from_cache);
