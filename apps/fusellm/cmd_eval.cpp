@@ -64,7 +64,7 @@ std::string model_fingerprint(const fs::path& dir) {
 
 // One model: documents first (bad rows fail before weights load), then the run. Returns the results.
 json evaluate(const EvalFlags& f, const std::string& model_dir, eval::EvalOptions options) {
-  for (const auto& name : eval::expand_task_list(options.tasks)) eval::load_task_docs(*eval::make_task(name), options);
+  const std::vector<eval::LoadedTask> tasks = eval::load_tasks(options);  // before the model: bad rows fail fast
   auto tokenizer = cli::open_tokenizer(model_dir, f.tokenizer, /*required=*/true);
   auto model = model::load_model(model_dir, cli::load_options(f.dtype, f.device));
   eval::RunnerOptions ro;
@@ -86,7 +86,7 @@ json evaluate(const EvalFlags& f, const std::string& model_dir, eval::EvalOption
                                            ro.context_bos, runner.max_length());
   const std::string fingerprint =
       fmt::format("{:016x}", static_cast<unsigned long long>(XXH3_64bits(settings.data(), settings.size())));
-  const eval::EvalSummary summary = run_eval(options, runner, fingerprint);
+  const eval::EvalSummary summary = run_eval(options, tasks, runner, fingerprint);
   if (options.rank != 0) return json();
   std::cerr << fmt::format("eval: {} requests: {} computed now, {} from the cache\n", summary.requests,
                            summary.computed, summary.from_cache);

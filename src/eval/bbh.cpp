@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "fusellm/eval/py_text.hpp"
 #include "fusellm/eval/task.hpp"
 #include "fusellm/util/error.hpp"
 
@@ -24,19 +25,6 @@ const std::vector<std::string>& bbh_task_names() {
       "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects", "web_of_lies",
       "word_sorting"};
   return names;
-}
-
-namespace {
-
-bool is_py_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-
-}  // namespace
-
-std::string py_strip(const std::string& s) {
-  size_t b = 0, e = s.size();
-  while (b < e && is_py_space(s[b])) ++b;
-  while (e > b && is_py_space(s[e - 1])) --e;
-  return s.substr(b, e - b);
 }
 
 std::string bbh_task_prompt(const std::string& cot_file_text) {

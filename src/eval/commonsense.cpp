@@ -8,19 +8,13 @@
 #include <fstream>
 #include <regex>
 
+#include "fusellm/eval/py_text.hpp"
 #include "fusellm/eval/task.hpp"
 #include "fusellm/util/error.hpp"
 
 namespace fusellm::eval {
 
 namespace {
-
-// Python len(): code points.
-size_t code_points(const std::string& s) {
-  size_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
 
 // The first index of the maximum (numpy argmax).
 size_t argmax(const std::vector<double>& v) {
@@ -254,9 +248,7 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 // lm-eval's HellaSwag.preprocess: strip, " [title]" -> ". ", drop "[...]" (non-greedy, no newlines),
 // "  " -> " " in one left-to-right pass.
 std::string hellaswag_preprocess(const std::string& text) {
-  const size_t b = text.find_first_not_of(" \t\n\r\f\v"), e = text.find_last_not_of(" \t\n\r\f\v");
-  std::string s = b == std::string::npos ? std::string() : text.substr(b, e - b + 1);
-  s = replace_all(s, " [title]", ". ");
+  std::string s = replace_all(py_strip(text), " [title]", ". ");
   static const std::regex brackets("\\[[^\\n]*?\\]");
   s = std::regex_replace(s, brackets, "");
   return replace_all(s, "  ", " ");
@@ -397,9 +389,7 @@ class WinoGrandeTask : public Task {
         FUSELLM_CHECK(blank != std::string::npos, "{}: field 'sentence' has no '_'", where(data, row));
         contexts = {sentence.substr(0, blank) + str_field(data, row, "option1"),
                     sentence.substr(0, blank) + str_field(data, row, "option2")};
-        std::string rest = sentence.substr(blank + 1);
-        const size_t b = rest.find_first_not_of(" \t\n\r\f\v"), e = rest.find_last_not_of(" \t\n\r\f\v");
-        target = " " + (b == std::string::npos ? std::string() : rest.substr(b, e - b + 1));
+        target = " " + py_strip(sentence.substr(blank + 1));
         const std::string answer = str_field(data, row, "answer");
         FUSELLM_CHECK(answer == "1" || answer == "2", "{}: field 'answer' must be \"1\" or \"2\"", where(data, row));
         gold = answer == "1" ? 0 : 1;

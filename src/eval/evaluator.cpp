@@ -11,6 +11,7 @@
 #include <fstream>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/log.hpp"
@@ -60,12 +61,6 @@ std::map<std::string, Result> read_cache(const fs::path& out, const std::string&
   return cache;
 }
 
-struct TaskRun {
-  std::unique_ptr<Task> task;
-  fs::path data;
-  std::vector<Doc> docs;
-};
-
 }  // namespace
 
 std::pair<double, double> mean_and_stderr(const std::vector<double>& v) {
@@ -87,45 +82,48 @@ std::vector<Doc> load_task_docs(const Task& task, const EvalOptions& options) {
   return docs;
 }
 
-EvalSummary run_eval(const EvalOptions& options, ModelRunner& runner, const std::string& fingerprint) {
-  const auto t0 = std::chrono::steady_clock::now();
-  // 1. Every task's documents first: a bad row fails before any model work.
-  std::vector<TaskRun> runs;
+std::vector<LoadedTask> load_tasks(const EvalOptions& options) {
+  std::vector<LoadedTask> runs;
   for (const auto& name : expand_task_list(options.tasks)) {
-    TaskRun run;
+    LoadedTask run;
     run.task = make_task(name);
     auto it = options.data.find(name);
     run.data = it != options.data.end() ? it->second : run.task->default_data(options.shared_data);
     run.docs = load_task_docs(*run.task, options);
     runs.push_back(std::move(run));
   }
-  // 2. Unique requests; this rank's share is every world-th in key order.
-  std::map<std::string, const Request*> unique;
-  for (const auto& run : runs)
-    for (const auto& doc : run.docs)
-      for (const auto& r : doc.requests) unique.emplace(r.key(), &r);
+  return runs;
+}
+
+EvalSummary run_eval(const EvalOptions& options, ModelRunner& runner, const std::string& fingerprint) {
+  return run_eval(options, load_tasks(options), runner, fingerprint);
+}
+
+EvalSummary run_eval(const EvalOptions& options, const std::vector<LoadedTask>& runs, ModelRunner& runner,
+                     const std::string& fingerprint) {
+  const auto t0 = std::chrono::steady_clock::now();
+  // 2. Each request's cache key, computed once; the unique ones, in document order, whole documents per rank
+  // (document n goes to rank n mod world): a document's choices stay together and share one context pass.
   fs::create_directories(options.out_dir / "cache");
   std::map<std::string, Result> cache = read_cache(options.out_dir, fingerprint);
-  // In document order, whole documents per rank (document n goes to rank n mod world): the choices of a
-  // document stay together, so they share one context pass.
+  std::unordered_map<const Request*, std::string> key_of;
+  std::set<std::string> unique;
   std::vector<std::pair<std::string, const Request*>> todo;
-  std::set<std::string> taken;
   size_t document = 0, cached_share = 0;
   for (const auto& run : runs)
     for (const auto& doc : run.docs) {
       const bool mine = int(document++ % size_t(options.world_size)) == options.rank;
       for (const auto& r : doc.requests) {
-        std::string key = r.key();
-        if (!taken.insert(key).second) continue;  // the same request in another document: answered once
-        if (!mine) continue;
+        const std::string& key = key_of.emplace(&r, r.key()).first->second;
+        if (!unique.insert(key).second || !mine) continue;  // the same request in another document: answered once
         if (cache.count(key)) ++cached_share;
-        else todo.emplace_back(std::move(key), &r);
+        else todo.emplace_back(key, &r);
       }
     }
   // What a rank's "done" file says: this model and this set of requests (a stale file of another run with
   // other tasks does not count).
   std::string all_keys = fingerprint;
-  for (const auto& [key, request] : unique) all_keys += key;
+  for (const auto& key : unique) all_keys += key;
   const std::string run_id = fmt::format("{:016x}", static_cast<unsigned long long>(XXH3_64bits(all_keys.data(), all_keys.size())));
   EvalSummary summary;
   summary.requests = unique.size();
@@ -209,7 +207,7 @@ EvalSummary run_eval(const EvalOptions& options, ModelRunner& runner, const std:
     for (const auto& doc : run.docs) {
       std::vector<Result> rs;
       for (const auto& r : doc.requests) {
-        auto hit = cache.find(r.key());
+        auto hit = cache.find(key_of.at(&r));
         FUSELLM_CHECK(hit != cache.end(), "eval: no result for a request of {} (document {}): the cache is incomplete",
                       name, doc.index);
         rs.push_back(hit->second);

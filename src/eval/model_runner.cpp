@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 
+#include "fusellm/eval/py_text.hpp"
 #include "fusellm/util/error.hpp"
 
 namespace fusellm::eval {
@@ -16,27 +17,10 @@ namespace {
 // extra forwards, for contexts and continuations alike.
 constexpr int64_t kSimilar = 9;
 
-bool is_py_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-
 std::vector<int64_t> widen(const std::vector<int32_t>& ids) { return {ids.begin(), ids.end()}; }
 
 at::Tensor long_tensor(const std::vector<int64_t>& values, std::vector<int64_t> shape) {
   return at::tensor(values, at::kLong).reshape(shape);
-}
-
-// Log-probabilities of `targets` under logits rows [n, V] (float), and whether each target was the argmax.
-void score_rows(const at::Tensor& logits, const std::vector<int64_t>& targets, double& sum, bool& greedy) {
-  // float32 as lm-eval's log_softmax on float32 logits; a float64 model stays float64.
-  const at::Tensor logp = logits.to(logits.scalar_type() == at::kDouble ? at::kDouble : at::kFloat).log_softmax(-1);
-  const at::Tensor idx = at::tensor(targets, at::kLong).to(logits.device()).unsqueeze(1);
-  const at::Tensor picked = logp.gather(1, idx).squeeze(1).to(at::kDouble).cpu();
-  const at::Tensor argmax = logp.argmax(-1).cpu();
-  const double* p = picked.data_ptr<double>();
-  const int64_t* a = argmax.data_ptr<int64_t>();
-  for (size_t i = 0; i < targets.size(); ++i) {
-    sum += p[i];
-    greedy = greedy && a[i] == targets[i];
-  }
 }
 
 // Scores many positions with one LM-head pass: hidden2d [N, H]; entry i reads row rows[i], adds
@@ -72,8 +56,7 @@ EncodedPair ModelRunner::encode_pair(const Request& request) const {
   std::string context = request.context, continuation = request.continuation;
   EncodedPair out;
   if (options_.joint_encoding) {
-    size_t n = context.size();
-    while (n > 0 && is_py_space(context[n - 1])) --n;
+    const size_t n = py_rstrip_length(context);
     continuation = context.substr(n) + continuation;
     context.resize(n);
   }
@@ -327,8 +310,8 @@ Result ModelRunner::generate_until(const Request& request) {
   std::vector<int32_t> prompt32(prompt.begin(), prompt.end()), full32 = prompt32;
   full32.insert(full32.end(), generated.begin(), generated.end());
   const std::string prompt_text = tokenizer_.decode(prompt32, true), full_text = tokenizer_.decode(full32, true);
-  size_t skip = 0, chars = 0;  // Python slices by code points
-  for (unsigned char c : prompt_text) chars += (c & 0xC0) != 0x80;
+  const size_t chars = code_points(prompt_text);  // Python slices by code points
+  size_t skip = 0;
   for (size_t seen = 0; skip < full_text.size(); ++skip) {
     if ((static_cast<unsigned char>(full_text[skip]) & 0xC0) != 0x80) {
       if (seen == chars) break;
@@ -358,9 +341,11 @@ Result ModelRunner::loglikelihood_rolling(const Request& request) {
     }
     const int64_t pred = int64_t(end - predicted), len = int64_t(input.size());
     const at::Tensor hidden = run(long_tensor(input, {1, len}), {}, {}, nullptr, 0);
-    const at::Tensor logits = model_.logits_from_hidden(hidden[0].narrow(0, len - pred, pred));
-    score_rows(logits, std::vector<int64_t>(tokens.begin() + int64_t(predicted), tokens.begin() + int64_t(end)),
-               result.logprob, result.is_greedy);
+    std::vector<int64_t> window(static_cast<size_t>(pred));
+    for (int64_t i = 0; i < pred; ++i) window[size_t(i)] = len - pred + i;
+    score_positions(model_, hidden[0], window,
+                    std::vector<int64_t>(tokens.begin() + int64_t(predicted), tokens.begin() + int64_t(end)),
+                    std::vector<Result*>(size_t(pred), &result));
     predicted = end;
   }
   return result;

@@ -7,19 +7,18 @@
 #include <cmath>
 
 #include "fusellm/data/corpus.hpp"
+#include "fusellm/eval/py_text.hpp"
 #include "fusellm/eval/task.hpp"
 
 namespace fusellm::eval {
 
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-
 // len(re.split(r"\s+", text)): one more piece than there are whitespace runs.
 double word_count(const std::string& text) {
   double pieces = 1;
   for (size_t i = 0; i < text.size(); ++i)
-    if (is_space(text[i]) && (i == 0 || !is_space(text[i - 1]))) ++pieces;
+    if (is_py_space(text[i]) && (i == 0 || !is_py_space(text[i - 1]))) ++pieces;
   return pieces;
 }
 

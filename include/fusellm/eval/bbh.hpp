@@ -7,8 +7,6 @@ namespace fusellm::eval {
 
 // The 27 BBH task names (file stems of bbh/*.json and cot-prompts/*.txt).
 const std::vector<std::string>& bbh_task_names();
-// Python str.strip() (ASCII whitespace).
-std::string py_strip(const std::string& s);
 // The cot-prompts file without its first two lines ("".join(f.readlines()[2:])).
 std::string bbh_task_prompt(const std::string& cot_file_text);
 // task_prompt.strip() + "\n\nQ: " + input + "\nA:"

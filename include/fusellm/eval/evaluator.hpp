@@ -31,10 +31,20 @@ struct EvalSummary {
   size_t requests = 0, computed = 0, from_cache = 0;
 };
 
-// Loads the tasks' documents (errors before any model work), answers their requests and, on rank 0,
-// writes out_dir/results.json, out_dir/samples/<task>.jsonl and returns the summary (other ranks return
-// after writing their cache). `model_fingerprint` identifies the model in the results and the cache.
+// A task with its documents read (errors name file:line before any model work).
+struct LoadedTask {
+  std::unique_ptr<Task> task;
+  fs::path data;
+  std::vector<Doc> docs;
+};
+std::vector<LoadedTask> load_tasks(const EvalOptions& options);
+
+// Answers the tasks' requests and, on rank 0, writes out_dir/results.json, out_dir/samples/<task>.jsonl and
+// returns the summary (other ranks return after writing their cache). `model_fingerprint` identifies the
+// model and its settings in the results and the cache. The first form loads the tasks itself.
 EvalSummary run_eval(const EvalOptions& options, ModelRunner& runner, const std::string& model_fingerprint);
+EvalSummary run_eval(const EvalOptions& options, const std::vector<LoadedTask>& tasks, ModelRunner& runner,
+                     const std::string& model_fingerprint);
 
 // The task documents as run_eval reads them (for request-level tests).
 std::vector<Doc> load_task_docs(const Task& task, const EvalOptions& options);
