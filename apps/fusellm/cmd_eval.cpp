@@ -27,7 +27,7 @@ using namespace fusellm;
 struct EvalFlags {
   std::string model, config, tokenizer, tasks, out, shared, dtype = "fp32", device = "cpu";
   std::vector<std::string> data;
-  int64_t limit = 0, batch_tokens = 8192, max_length = 0;
+  int64_t limit = 0, batch_tokens = 8192, generate_batch = 16, max_length = 0;
   bool separate_encoding = false, context_bos = false, no_progress = false, pairwise = false;
 };
 
@@ -71,6 +71,7 @@ json evaluate(const EvalFlags& f, const std::string& model_dir, eval::EvalOption
   ro.joint_encoding = !f.separate_encoding;
   ro.context_bos = f.context_bos;
   ro.batch_tokens = f.batch_tokens;
+  ro.generate_batch = f.generate_batch;
   ro.max_length = f.max_length;
   ro.share_context = !f.pairwise;
   eval::ModelRunner runner(*model, *tokenizer, ro);
@@ -223,6 +224,8 @@ cli::Action setup(CLI::App& app) {
   app.add_option("--limit", f->limit, "only the first N documents of each task")->check(CLI::NonNegativeNumber);
   app.add_option("--batch-tokens", f->batch_tokens, "padded tokens per forward")->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--generate-batch", f->generate_batch, "prompts generated together (1 = one at a time)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--max-length", f->max_length, "context length (default: the model's)")->check(CLI::NonNegativeNumber);
   app.add_flag("--separate-encoding", f->separate_encoding,
                "encode context and continuation separately (lm-eval's v0.3.0 tag) instead of jointly");

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -160,25 +161,26 @@ EvalSummary run_eval(const EvalOptions& options, const std::vector<LoadedTask>& 
     out << text;
     cache[key] = result;
   };
-  const size_t chunk = 256;
-  std::vector<std::pair<std::string, const Request*>> ll;
-  for (const auto& item : todo)
-    if (item.second->kind == RequestKind::loglikelihood) ll.push_back(item);
-  for (size_t begin = 0; begin < ll.size(); begin += chunk) {
-    std::vector<const Request*> batch;
-    for (size_t i = begin; i < std::min(ll.size(), begin + chunk); ++i) batch.push_back(ll[i].second);
-    const std::vector<Result> results = runner.loglikelihood(batch);
-    for (size_t i = 0; i < batch.size(); ++i) record(ll[begin + i].first, results[i]);
-    out.flush();
-    if (progress) progress->add(batch.size());
-  }
-  for (const auto& [key, request] : todo) {
-    if (request->kind == RequestKind::loglikelihood) continue;
-    record(key, request->kind == RequestKind::generate_until ? runner.generate_until(*request)
-                                                              : runner.loglikelihood_rolling(*request));
-    out.flush();
-    if (progress) progress->add(1);
-  }
+  // Log-likelihoods in chunks of 256, generations in chunks of 32 (a kill loses at most one chunk's work),
+  // rolling log-likelihoods one by one (a whole document each).
+  auto answer_in_chunks = [&](RequestKind kind, size_t chunk,
+                              const std::function<std::vector<Result>(const std::vector<const Request*>&)>& answer) {
+    std::vector<std::pair<std::string, const Request*>> mine;
+    for (const auto& item : todo)
+      if (item.second->kind == kind) mine.push_back(item);
+    for (size_t begin = 0; begin < mine.size(); begin += chunk) {
+      std::vector<const Request*> batch;
+      for (size_t i = begin; i < std::min(mine.size(), begin + chunk); ++i) batch.push_back(mine[i].second);
+      const std::vector<Result> results = answer(batch);
+      for (size_t i = 0; i < batch.size(); ++i) record(mine[begin + i].first, results[i]);
+      out.flush();
+      if (progress) progress->add(batch.size());
+    }
+  };
+  answer_in_chunks(RequestKind::loglikelihood, 256, [&](const auto& batch) { return runner.loglikelihood(batch); });
+  answer_in_chunks(RequestKind::generate_until, 32, [&](const auto& batch) { return runner.generate_until(batch); });
+  answer_in_chunks(RequestKind::loglikelihood_rolling, 1,
+                   [&](const auto& batch) { return std::vector<Result>{runner.loglikelihood_rolling(*batch[0])}; });
   if (progress) progress->finish();
   out.close();
   summary.computed = todo.size();

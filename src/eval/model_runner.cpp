@@ -1,5 +1,5 @@
-// ModelRunner: lm-eval's loglikelihood requests (pairwise or with shared contexts), greedy generation with
-// open-instruct's stop rule, and rolling log-likelihoods. See model_runner.hpp.
+// ModelRunner: lm-eval's loglikelihood requests (pairwise or with shared contexts) and rolling
+// log-likelihoods; generation is in model_runner_generate.cpp. See model_runner.hpp.
 #include "fusellm/eval/model_runner.hpp"
 
 #include <algorithm>
@@ -7,6 +7,7 @@
 
 #include "fusellm/eval/py_text.hpp"
 #include "fusellm/util/error.hpp"
+#include "tensor_helpers.hpp"
 
 namespace fusellm::eval {
 
@@ -17,11 +18,8 @@ namespace {
 // extra forwards, for contexts and continuations alike.
 constexpr int64_t kSimilar = 9;
 
-std::vector<int64_t> widen(const std::vector<int32_t>& ids) { return {ids.begin(), ids.end()}; }
-
-at::Tensor long_tensor(const std::vector<int64_t>& values, std::vector<int64_t> shape) {
-  return at::tensor(values, at::kLong).reshape(shape);
-}
+using detail::long_tensor;
+using detail::widen;
 
 // Scores many positions with one LM-head pass: hidden2d [N, H]; entry i reads row rows[i], adds
 // log p(targets[i]) to owners[i] and clears its greedy flag unless targets[i] is the argmax.
@@ -259,67 +257,6 @@ void ModelRunner::score_shared(std::vector<Scored>& items, std::vector<Result>& 
     }
     begin = end;
   }
-}
-
-Result ModelRunner::generate_until(const Request& request) {
-  at::NoGradGuard no_grad;
-  Result result;
-  std::vector<int64_t> prompt = widen(tokenizer_.encode_ids(request.context, request.add_bos));
-  // Too long for the context with the new tokens: keep the prompt's end, leaving room for max_new_tokens as
-  // lm-eval's generate_until does, but never less than half the context for the prompt.
-  const int64_t keep = std::max(max_length_ - int64_t(request.max_new_tokens), max_length_ / 2);
-  if (int64_t(prompt.size()) > keep && int64_t(prompt.size()) + request.max_new_tokens > max_length_) {
-    prompt.erase(prompt.begin(), prompt.end() - keep);
-    result.truncated = true;
-  }
-  std::vector<std::vector<int64_t>> stops;
-  for (const auto& s : request.stops) {
-    auto ids = widen(tokenizer_.encode_ids(s, false));
-    if (ids.size() > 2) ids.erase(ids.begin(), ids.end() - 2);  // open-instruct: the last ≤ 2 ids
-    if (!ids.empty()) stops.push_back(ids);
-  }
-  auto ends_with = [](const std::vector<int64_t>& v, const std::vector<int64_t>& tail) {
-    return v.size() >= tail.size() && std::equal(tail.begin(), tail.end(), v.end() - int64_t(tail.size()));
-  };
-  model::KVCache cache;
-  at::Tensor hidden = run(long_tensor(prompt, {1, int64_t(prompt.size())}), {}, {}, &cache, 1);
-  std::vector<int64_t> generated;
-  for (int step = 0; step < request.max_new_tokens; ++step) {
-    const int64_t next = model_.logits_from_hidden(hidden[0][0]).argmax(-1).item<int64_t>();
-    generated.push_back(next);
-    if (next == eos_) break;
-    bool stopped = false;
-    for (const auto& s : stops) stopped = stopped || ends_with(generated, s);
-    if (stopped) break;
-    if (int64_t(prompt.size() + generated.size()) >= max_length_) {
-      result.truncated = true;
-      break;
-    }
-    hidden = run(long_tensor({next}, {1, 1}), {}, {}, &cache, 1);
-  }
-  result.tokens = int64_t(generated.size());
-  // Cut at the first occurrence of a stop sequence (and at EOS), then decode as open-instruct does.
-  size_t cut = generated.size();
-  for (const auto& s : stops)
-    for (size_t i = 0; i + s.size() <= generated.size(); ++i)
-      if (std::equal(s.begin(), s.end(), generated.begin() + int64_t(i))) {
-        cut = std::min(cut, i);
-        break;
-      }
-  generated.resize(cut);
-  std::vector<int32_t> prompt32(prompt.begin(), prompt.end()), full32 = prompt32;
-  full32.insert(full32.end(), generated.begin(), generated.end());
-  const std::string prompt_text = tokenizer_.decode(prompt32, true), full_text = tokenizer_.decode(full32, true);
-  const size_t chars = code_points(prompt_text);  // Python slices by code points
-  size_t skip = 0;
-  for (size_t seen = 0; skip < full_text.size(); ++skip) {
-    if ((static_cast<unsigned char>(full_text[skip]) & 0xC0) != 0x80) {
-      if (seen == chars) break;
-      ++seen;
-    }
-  }
-  result.text = full_text.substr(skip);
-  return result;
 }
 
 Result ModelRunner::loglikelihood_rolling(const Request& request) {

@@ -95,13 +95,28 @@ TEST(EvalHfReference, BbhGreedyContinuationsMatchHfGenerate) {
   o.shared_data = test::shared_dir() / "data";
   std::map<std::string, std::vector<Doc>> docs;
   size_t same = 0;
+  // Every prompt once in batches (left-padded, rows stopping on their own) and once alone: both equal HF.
+  std::vector<Request> all;
   for (const auto& g : ref["generate"]) {
     const std::string task = "bbh_" + g["task"].get<std::string>();
     if (!docs.count(task)) docs[task] = load_task_docs(*make_task(task), o);
     Request r = docs[task].at(g["doc"].get<size_t>()).requests[0];
     r.max_new_tokens = g["max_new_tokens"].get<int>();
     r.stops.clear();  // HF generate ran without a stop sequence
-    const Result got = runner.generate_until(r);
+    all.push_back(r);
+  }
+  std::vector<const Request*> pointers;
+  for (const auto& r : all) pointers.push_back(&r);
+  const std::vector<Result> batched = runner.generate_until(pointers);
+  size_t k = 0;
+  for (const auto& g : ref["generate"]) {
+    const std::string task = "bbh_" + g["task"].get<std::string>();
+    if (!docs.count(task)) docs[task] = load_task_docs(*make_task(task), o);
+    Request r = docs[task].at(g["doc"].get<size_t>()).requests[0];
+    r.max_new_tokens = g["max_new_tokens"].get<int>();
+    r.stops.clear();  // HF generate ran without a stop sequence
+    const Result got = batched.at(k++);
+    EXPECT_EQ(got.text, runner.generate_until(r).text) << "one at a time vs batched";
     // The reference's text by open-instruct's decode rule, on the same (left-truncated) prompt.
     auto prompt = s.tokenizer->encode_ids(r.context, true);
     ASSERT_EQ(int64_t(prompt.size()) > g["prompt_tokens"].get<int64_t>(), got.truncated);

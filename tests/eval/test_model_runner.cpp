@@ -1,11 +1,12 @@
 // The model runner on the real stories260K: shared-context scoring equals lm-eval's one forward per
 // (context, continuation) pair (compared in float64, where only rounding order differs: 1e-9), and both
 // equal a direct full-sequence forward; joint vs separate tokenization; left truncation; rolling windows;
-// greedy generation with open-instruct's stop rule.
+// greedy generation with open-instruct's stop rule, batched or one prompt at a time.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
+#include <set>
 
 #include "common/test_paths.hpp"
 #include "fusellm/eval/evaluator.hpp"
@@ -233,6 +234,53 @@ TEST(ModelRunner, GreedyGenerationStopsAsOpenInstruct) {
     return;
   }
   FAIL() << "no two-token stop string found in " << free_run.text;
+}
+
+// Batched generation (left-padded prompts of different lengths, rows stopping at different steps: EOS, a
+// stop string, their own max_new_tokens, the context's end) gives every row what it gets alone. float64:
+// the batched matmuls round differently from batch-of-one ones, and a float32 near-tie could flip an argmax.
+TEST(ModelRunner, BatchedGenerationEqualsOneAtATime) {
+  FUSELLM_REQUIRE_SHARED();
+  Stories s(at::kDouble);
+  std::vector<Request> requests;
+  const std::vector<std::string> prompts = {"Once upon a time", "Lily and Ben went to the park. They saw a big",
+                                            "The cat", "One day, a little bird", "Tom had a red ball. He",
+                                            "Sue was sad because"};
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Request r;
+    r.kind = RequestKind::generate_until;
+    r.context = prompts[i];
+    r.add_bos = true;
+    r.max_new_tokens = int(10 + 17 * i);                 // rows end at different steps
+    if (i % 2 == 1) r.stops = {".", "\n\n"};            // some stop at a sentence end
+    requests.push_back(r);
+  }
+  Request filler;  // a prompt that fills the context: truncated, and stopped by the context's end
+  filler.kind = RequestKind::generate_until;
+  for (int i = 0; i < 120; ++i) filler.context += "The dog ran and ran. ";
+  filler.max_new_tokens = 200;
+  requests.push_back(filler);
+  std::vector<const Request*> all;
+  for (const auto& r : requests) all.push_back(&r);
+  RunnerOptions batched;
+  batched.generate_batch = 4;
+  ModelRunner runner(*s.model, *s.tokenizer, batched);
+  const auto together = runner.generate_until(all);
+  const int64_t forwards_batched = runner.forwards();
+  ModelRunner alone_runner(*s.model, *s.tokenizer, RunnerOptions{});
+  std::set<int64_t> lengths;
+  for (size_t i = 0; i < all.size(); ++i) {
+    const Result alone = alone_runner.generate_until(*all[i]);
+    EXPECT_EQ(together[i].text, alone.text) << i;
+    EXPECT_EQ(together[i].tokens, alone.tokens) << i;
+    EXPECT_EQ(together[i].truncated, alone.truncated) << i;
+    lengths.insert(alone.tokens);
+  }
+  EXPECT_GE(lengths.size(), 4u);  // the rows really stopped at different steps
+  EXPECT_TRUE(together.back().truncated);
+  EXPECT_LT(forwards_batched, alone_runner.forwards());
+  std::printf("[ generate ] %zu prompts: %lld forwards batched (4 per batch) vs %lld one at a time\n", all.size(),
+              (long long)forwards_batched, (long long)alone_runner.forwards());
 }
 
 }  // namespace

@@ -25,6 +25,7 @@ struct RunnerOptions {
   bool context_bos = false;    // prepend BOS to loglikelihood contexts
   int64_t max_length = 0;      // 0 = the model's context (max_position_embeddings)
   int64_t batch_tokens = 8192; // padded tokens per forward
+  int64_t generate_batch = 16; // prompts generated together (each row stops on its own)
   bool share_context = true;
 };
 
@@ -43,7 +44,10 @@ class ModelRunner {
   // Greedy continuation of request.context until a stop (open-instruct: the last ≤ 2 token ids of each
   // stop string's encoding ended the output), EOS or max_new_tokens; the completion is
   // decode(prompt + output)[len(decode(prompt)):] with special tokens skipped, cut before the stop.
+  // Many prompts: batches of similar lengths, left-padded, each row stopping on its own (see
+  // model_runner_generate.cpp); results in request order, each as generate_until(request) would give it.
   Result generate_until(const Request& request);
+  std::vector<Result> generate_until(const std::vector<const Request*>& requests);
   // Sum of log-probabilities of every token of request.context (lm-eval's rolling disjoint windows of
   // max_length tokens, the first predicted from EOS).
   Result loglikelihood_rolling(const Request& request);

@@ -1,0 +1,166 @@
+// ModelRunner::generate_until: greedy generation in batches with per-row stops (see model_runner.hpp).
+//
+// Prompts of similar lengths run together, left-padded (attention mask and per-row positions, so every
+// row sees exactly its own tokens at its own positions); each step feeds every unfinished row's last
+// token on the KV cache. A row leaves the batch as soon as it stops (EOS, a stop sequence, its own
+// max_new_tokens or the context's end): the cache rows of the rest are kept, so finished rows cost
+// nothing. Mathematically each row is generated as it would be alone; in float32 the batched matmuls
+// may round differently (as HF's batched generate does), in float64 the tokens are the same (tested).
+#include <algorithm>
+#include <numeric>
+
+#include "fusellm/eval/model_runner.hpp"
+#include "fusellm/eval/py_text.hpp"
+#include "tensor_helpers.hpp"
+
+namespace fusellm::eval {
+
+namespace {
+
+using detail::long_tensor;
+using detail::widen;
+
+// Rows batched together have prompts ≥ half as long as the batch's longest: left padding costs only in the
+// prefill and in attention over padded keys, while every row batched saves a forward per decoding step.
+constexpr int64_t kSimilarPercent = 50;
+
+bool ends_with(const std::vector<int64_t>& v, const std::vector<int64_t>& tail) {
+  return v.size() >= tail.size() && std::equal(tail.begin(), tail.end(), v.end() - int64_t(tail.size()));
+}
+
+struct Row {
+  size_t request;                          // index into the caller's list
+  std::vector<int64_t> prompt, generated;  // token ids
+  std::vector<std::vector<int64_t>> stops; // the last ≤ 2 ids of each stop string's encoding
+  int max_new = 0;
+  bool truncated = false;
+};
+
+}  // namespace
+
+Result ModelRunner::generate_until(const Request& request) { return generate_until(std::vector<const Request*>{&request})[0]; }
+
+std::vector<Result> ModelRunner::generate_until(const std::vector<const Request*>& requests) {
+  at::NoGradGuard no_grad;
+  std::vector<Row> rows(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Request& request = *requests[i];
+    Row& row = rows[i];
+    row.request = i;
+    row.max_new = request.max_new_tokens;
+    row.prompt = widen(tokenizer_.encode_ids(request.context, request.add_bos));
+    // Too long for the context with the new tokens: keep the prompt's end, leaving room for max_new_tokens as
+    // lm-eval's generate_until does, but never less than half the context for the prompt.
+    const int64_t keep = std::max(max_length_ - int64_t(row.max_new), max_length_ / 2);
+    if (int64_t(row.prompt.size()) > keep && int64_t(row.prompt.size()) + row.max_new > max_length_) {
+      row.prompt.erase(row.prompt.begin(), row.prompt.end() - keep);
+      row.truncated = true;
+    }
+    for (const auto& s : request.stops) {
+      auto ids = widen(tokenizer_.encode_ids(s, false));
+      if (ids.size() > 2) ids.erase(ids.begin(), ids.end() - 2);  // open-instruct: the last ≤ 2 ids
+      if (!ids.empty()) row.stops.push_back(ids);
+    }
+  }
+  std::vector<size_t> order(rows.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rows[a].prompt.size() > rows[b].prompt.size(); });
+
+  for (size_t begin = 0; begin < order.size();) {
+    // A batch: up to generate_batch prompts of similar lengths whose prompts and new tokens fit the budget.
+    const int64_t width = int64_t(rows[order[begin]].prompt.size());
+    int64_t longest_new = rows[order[begin]].max_new;
+    size_t end = begin + 1;
+    while (end < order.size() && int64_t(end - begin) < options_.generate_batch &&
+           int64_t(rows[order[end]].prompt.size()) * 100 >= width * kSimilarPercent &&
+           int64_t(end - begin + 1) * (width + std::max<int64_t>(longest_new, rows[order[end]].max_new)) <= options_.batch_tokens) {
+      longest_new = std::max<int64_t>(longest_new, rows[order[end]].max_new);
+      ++end;
+    }
+    std::vector<Row*> active;
+    for (size_t i = begin; i < end; ++i) active.push_back(&rows[order[i]]);
+    const int64_t n = int64_t(active.size());
+    std::vector<int64_t> ids(size_t(n * width), 0), mask(ids.size(), 0), pos(ids.size(), 0);
+    for (int64_t r = 0; r < n; ++r) {
+      const auto& prompt = active[size_t(r)]->prompt;
+      const int64_t pad = width - int64_t(prompt.size());
+      for (int64_t t = 0; t < int64_t(prompt.size()); ++t) {
+        ids[size_t(r * width + pad + t)] = prompt[size_t(t)];
+        mask[size_t(r * width + pad + t)] = 1;
+        pos[size_t(r * width + pad + t)] = t;
+      }
+    }
+    model::KVCache cache;
+    at::Tensor hidden = run(long_tensor(ids, {n, width}), long_tensor(mask, {n, width}), long_tensor(pos, {n, width}),
+                            &cache, 1);  // [n, 1, H]
+    while (!active.empty()) {
+      const at::Tensor next = model_.logits_from_hidden(hidden.select(1, 0)).argmax(-1).cpu().contiguous();
+      const int64_t* next_id = next.data_ptr<int64_t>();
+      std::vector<int64_t> keep;  // rows that go on
+      for (size_t r = 0; r < active.size(); ++r) {
+        Row& row = *active[r];
+        if (row.max_new <= 0) continue;
+        row.generated.push_back(next_id[r]);
+        bool stopped = next_id[r] == eos_;
+        for (const auto& s : row.stops) stopped = stopped || ends_with(row.generated, s);
+        if (!stopped && int64_t(row.prompt.size() + row.generated.size()) >= max_length_) {
+          row.truncated = true;  // the context is full
+          stopped = true;
+        }
+        stopped = stopped || int64_t(row.generated.size()) >= row.max_new;
+        if (!stopped) keep.push_back(int64_t(r));
+      }
+      if (keep.empty()) break;
+      if (keep.size() < active.size()) {
+        // Drop the finished rows from the batch and from the cache.
+        const at::Tensor index = at::tensor(keep, at::kLong).to(model_.device());
+        for (auto& k : cache.keys) k = k.index_select(0, index);
+        for (auto& v : cache.values) v = v.index_select(0, index);
+        if (cache.attention_mask.defined()) cache.attention_mask = cache.attention_mask.index_select(0, index.to(cache.attention_mask.device()));
+        std::vector<Row*> still;
+        for (int64_t r : keep) still.push_back(active[size_t(r)]);
+        active.swap(still);
+      }
+      std::vector<int64_t> step_ids, step_pos;
+      for (const Row* row : active) {
+        step_ids.push_back(row->generated.back());
+        step_pos.push_back(int64_t(row->prompt.size() + row->generated.size()) - 1);
+      }
+      const int64_t m = int64_t(active.size());
+      hidden = run(long_tensor(step_ids, {m, 1}), at::ones({m, 1}, at::kLong), long_tensor(step_pos, {m, 1}), &cache, 1);
+    }
+    begin = end;
+  }
+
+  std::vector<Result> out(rows.size());
+  for (Row& row : rows) {
+    Result& result = out[row.request];
+    result.truncated = row.truncated;
+    result.tokens = int64_t(row.generated.size());
+    // Cut at the first occurrence of a stop sequence (and at EOS), then decode as open-instruct does.
+    auto& generated = row.generated;
+    size_t cut = generated.size();
+    for (const auto& s : row.stops)
+      for (size_t i = 0; i + s.size() <= generated.size(); ++i)
+        if (std::equal(s.begin(), s.end(), generated.begin() + int64_t(i))) {
+          cut = std::min(cut, i);
+          break;
+        }
+    generated.resize(cut);
+    std::vector<int32_t> prompt32(row.prompt.begin(), row.prompt.end()), full32 = prompt32;
+    full32.insert(full32.end(), generated.begin(), generated.end());
+    const std::string prompt_text = tokenizer_.decode(prompt32, true), full_text = tokenizer_.decode(full32, true);
+    const size_t chars = code_points(prompt_text);  // Python slices by code points
+    size_t skip = 0;
+    for (size_t seen = 0; skip < full_text.size(); ++skip) {
+      if ((static_cast<unsigned char>(full_text[skip]) & 0xC0) != 0x80) {
+        if (seen == chars) break;
+        ++seen;
+      }
+    }
+    result.text = full_text.substr(skip);
+  }
+  return out;
+}
+
+}  // namespace fusellm::eval
