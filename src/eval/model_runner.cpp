@@ -225,12 +225,7 @@ void ModelRunner::score_shared(std::vector<Scored>& items, std::vector<Result>& 
           }
           row_doc.push_back(row.doc);
         }
-        const at::Tensor index = at::tensor(row_doc, at::kLong).to(model_.device());
-        model::KVCache rows_cache;
-        for (const auto& k : cache.keys) rows_cache.keys.push_back(k.index_select(0, index));
-        for (const auto& v : cache.values) rows_cache.values.push_back(v.index_select(0, index));
-        if (cache.attention_mask.defined())
-          rows_cache.attention_mask = cache.attention_mask.to(model_.device()).index_select(0, index);
+        model::KVCache rows_cache = cache.rows(at::tensor(row_doc, at::kLong));
         hidden = run(long_tensor(cids, {n, width}), long_tensor(cmask, {n, width}), long_tensor(cpos, {n, width}),
                      &rows_cache, 0);
       }

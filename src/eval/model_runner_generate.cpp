@@ -91,6 +91,7 @@ std::vector<Result> ModelRunner::generate_until(const std::vector<const Request*
       }
     }
     model::KVCache cache;
+    cache.reserve(longest_new);  // decoding appends in place
     at::Tensor hidden = run(long_tensor(ids, {n, width}), long_tensor(mask, {n, width}), long_tensor(pos, {n, width}),
                             &cache, 1);  // [n, 1, H]
     while (!active.empty()) {
@@ -113,10 +114,7 @@ std::vector<Result> ModelRunner::generate_until(const std::vector<const Request*
       if (keep.empty()) break;
       if (keep.size() < active.size()) {
         // Drop the finished rows from the batch and from the cache.
-        const at::Tensor index = at::tensor(keep, at::kLong).to(model_.device());
-        for (auto& k : cache.keys) k = k.index_select(0, index);
-        for (auto& v : cache.values) v = v.index_select(0, index);
-        if (cache.attention_mask.defined()) cache.attention_mask = cache.attention_mask.index_select(0, index.to(cache.attention_mask.device()));
+        cache = cache.rows(at::tensor(keep, at::kLong));
         std::vector<Row*> still;
         for (int64_t r : keep) still.push_back(active[size_t(r)]);
         active.swap(still);

@@ -12,6 +12,69 @@ namespace fusellm::model {
 
 namespace {
 
+// Appends x to `view` (a layer's keys or values), in place in `storage` when it has room.
+void append_positions(at::Tensor& view, at::Tensor& storage, const at::Tensor& x, int64_t reserved) {
+  const int64_t len = view.defined() ? view.size(2) : 0, t = x.size(2);
+  // In place only into storage this cache alone holds: a copied KVCache shares it, and two branches
+  // appending at the same positions would overwrite each other (copy on write instead).
+  const bool in_storage = view.defined() && storage.defined() && storage.use_count() == 1 &&
+                          storage.data_ptr() == view.data_ptr() && storage.size(0) == view.size(0) &&
+                          storage.size(2) >= len + t;
+  if (!in_storage && (reserved <= 0 || x.requires_grad())) {  // no reservation (or autograd): concatenate
+    view = view.defined() ? at::cat({view, x}, 2) : x;
+    storage = at::Tensor();
+    return;
+  }
+  if (!in_storage) {
+    at::Tensor grown = at::empty({x.size(0), x.size(1), len + t + reserved, x.size(3)}, x.options());
+    if (len > 0) grown.narrow(2, 0, len).copy_(view);
+    storage = grown;
+  }
+  storage.narrow(2, len, t).copy_(x);
+  view = storage.narrow(2, 0, len + t);
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> KVCache::append(int64_t layer, const at::Tensor& k, const at::Tensor& v) {
+  if (static_cast<int64_t>(keys.size()) <= layer) {
+    keys.resize(size_t(layer) + 1);
+    values.resize(size_t(layer) + 1);
+  }
+  key_storage.resize(keys.size());
+  value_storage.resize(values.size());
+  append_positions(keys[size_t(layer)], key_storage[size_t(layer)], k, reserved);
+  append_positions(values[size_t(layer)], value_storage[size_t(layer)], v, reserved);
+  return {keys[size_t(layer)], values[size_t(layer)]};
+}
+
+KVCache KVCache::rows(const at::Tensor& index) const {
+  KVCache out;
+  out.reserved = reserved;
+  auto select = [&](const at::Tensor& view, const at::Tensor& storage, at::Tensor& new_view, at::Tensor& new_storage) {
+    if (!view.defined()) return;
+    const at::Tensor idx = index.to(view.device());
+    if (storage.defined() && storage.data_ptr() == view.data_ptr()) {
+      new_storage = storage.index_select(0, idx);
+      new_view = new_storage.narrow(2, 0, view.size(2));
+    } else {
+      new_view = view.index_select(0, idx);
+    }
+  };
+  out.keys.resize(keys.size());
+  out.values.resize(values.size());
+  out.key_storage.resize(keys.size());
+  out.value_storage.resize(values.size());
+  for (size_t l = 0; l < keys.size(); ++l) {
+    select(keys[l], l < key_storage.size() ? key_storage[l] : at::Tensor(), out.keys[l], out.key_storage[l]);
+    select(values[l], l < value_storage.size() ? value_storage[l] : at::Tensor(), out.values[l], out.value_storage[l]);
+  }
+  if (attention_mask.defined()) out.attention_mask = attention_mask.index_select(0, index.to(attention_mask.device()));
+  return out;
+}
+
+namespace {
+
 std::string shape_string(at::IntArrayRef shape) {
   std::string out = "[";
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);

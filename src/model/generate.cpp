@@ -48,6 +48,7 @@ GenerationResult generate(CausalLM& model, const std::vector<int64_t>& prompt, c
   GenerationResult result;
   std::vector<int64_t> sequence = prompt;
   KVCache cache;
+  cache.reserve(options.max_new_tokens);  // decoding appends in place
   auto t0 = std::chrono::steady_clock::now();
   ForwardArgs args;
   args.input_ids = as_tensor(prompt);

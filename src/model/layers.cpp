@@ -198,32 +198,17 @@ ForwardState::ForwardState(const ForwardArgs& args, at::Device device) {
   args.cache->attention_mask = key_padding;
 }
 
-at::Tensor repeat_kv(const at::Tensor& x, int64_t n_rep) {
-  if (n_rep == 1) return x;
-  const auto b = x.size(0), kv = x.size(1), t = x.size(2), d = x.size(3);
-  return x.unsqueeze(2).expand({b, kv, n_rep, t, d}).reshape({b, kv * n_rep, t, d});
-}
-
 std::pair<at::Tensor, at::Tensor> update_kv_cache(KVCache* cache, int64_t layer, const at::Tensor& k,
                                                   const at::Tensor& v) {
   if (!cache) return {k, v};
-  if (static_cast<int64_t>(cache->keys.size()) <= layer) {
-    cache->keys.resize(layer + 1);
-    cache->values.resize(layer + 1);
-  }
-  auto& keys = cache->keys[layer];
-  auto& values = cache->values[layer];
-  keys = keys.defined() ? at::cat({keys, k}, 2) : k;
-  values = values.defined() ? at::cat({values, v}, 2) : v;
-  return {keys, values};
+  return cache->append(layer, k, v);
 }
 
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                   double scale) {
   const int64_t heads = q.size(1);
   FUSELLM_CHECK(heads % k.size(1) == 0, "attention: {} query heads not a multiple of {} kv heads", heads, k.size(1));
-  const int64_t n_rep = heads / k.size(1);
-  auto out = compat::attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask, scale);  // [B, H, T, D]
+  auto out = compat::attention(q, k, v, mask, scale);  // [B, H, T, D]
   return out.transpose(1, 2).reshape({q.size(0), q.size(2), heads * q.size(3)});
 }
 

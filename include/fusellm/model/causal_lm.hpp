@@ -35,11 +35,22 @@ struct ModelConfig {
 };
 
 // Per-layer key/value cache. Tensors are [B, kv_heads, T, head_dim], keys after RoPE (after clip for MPT).
+// Decoding appends one position per step; after reserve(n) an append that finds no room allocates room for
+// n more positions, so the following ones write in place instead of copying the whole cache (at::cat)
+// every step. keys/values are then views into that storage.
 struct KVCache {
   std::vector<at::Tensor> keys, values;
   at::Tensor attention_mask;    // [B, T_past] of 1/0 for the cached positions (undefined = all 1)
+  std::vector<at::Tensor> key_storage, value_storage;  // [B, kv_heads, capacity, head_dim] behind keys/values
+  int64_t reserved = 0;
+
   int64_t length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(2); }
-  void clear() { keys.clear(); values.clear(); attention_mask = at::Tensor(); }
+  void clear() { *this = KVCache(); }
+  void reserve(int64_t positions) { reserved = positions; }
+  // Appends [B, kv_heads, T, head_dim] to layer `layer`; returns the layer's keys and values so far.
+  std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& k, const at::Tensor& v);
+  // The cache of batch rows `index` (repeats allowed), storage and reservation kept.
+  KVCache rows(const at::Tensor& index) const;
 };
 
 // Runs one transformer block: block_runner(layer, block, hidden) must return block(hidden). Training uses

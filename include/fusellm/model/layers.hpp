@@ -86,8 +86,6 @@ struct ForwardState {
   ForwardState(const ForwardArgs& args, at::Device device);
 };
 
-// repeat_kv: [B, KV, T, D] → [B, KV·n_rep, T, D], query head h reading kv head h / n_rep.
-at::Tensor repeat_kv(const at::Tensor& x, int64_t n_rep);
 
 // Appends this step's keys/values [B, KV, T, D] to layer `layer` of the cache (when given) and returns
 // the keys/values to attend to (cached + new).
