@@ -15,11 +15,8 @@ namespace {
 // Appends x to `view` (a layer's keys or values), in place in `storage` when it has room.
 void append_positions(at::Tensor& view, at::Tensor& storage, const at::Tensor& x, int64_t reserved) {
   const int64_t len = view.defined() ? view.size(2) : 0, t = x.size(2);
-  // In place only into storage this cache alone holds: a copied KVCache shares it, and two branches
-  // appending at the same positions would overwrite each other (copy on write instead).
-  const bool in_storage = view.defined() && storage.defined() && storage.use_count() == 1 &&
-                          storage.data_ptr() == view.data_ptr() && storage.size(0) == view.size(0) &&
-                          storage.size(2) >= len + t;
+  const bool in_storage = view.defined() && storage.defined() && storage.data_ptr() == view.data_ptr() &&
+                          storage.size(0) == view.size(0) && storage.size(2) >= len + t;
   if (!in_storage && (reserved <= 0 || x.requires_grad())) {  // no reservation (or autograd): concatenate
     view = view.defined() ? at::cat({view, x}, 2) : x;
     storage = at::Tensor();

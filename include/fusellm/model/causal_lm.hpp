@@ -44,6 +44,18 @@ struct KVCache {
   std::vector<at::Tensor> key_storage, value_storage;  // [B, kv_heads, capacity, head_dim] behind keys/values
   int64_t reserved = 0;
 
+  KVCache() = default;
+  // A copy shares the views but not the storage: it appends into storage of its own, so two branches
+  // from one prefix never write the same positions (the original only writes past the copy's length).
+  KVCache(const KVCache& other)
+      : keys(other.keys), values(other.values), attention_mask(other.attention_mask), reserved(other.reserved) {}
+  KVCache& operator=(const KVCache& other) {
+    if (this != &other) *this = KVCache(other);
+    return *this;
+  }
+  KVCache(KVCache&&) = default;
+  KVCache& operator=(KVCache&&) = default;
+
   int64_t length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(2); }
   void clear() { *this = KVCache(); }
   void reserve(int64_t positions) { reserved = positions; }
