@@ -53,11 +53,11 @@ std::string bbh_extract_answer(const std::string& output) {
 
 std::string em_normalize(const std::string& s) {
   static const std::string punctuation = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+  // HF evaluate's exact_match: lower() first (Python's: the Kelvin sign becomes "k"), then the ASCII
+  // punctuation removed.
   std::string out;
-  for (char c : s) {
-    if (punctuation.find(c) != std::string::npos) continue;
-    out += (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c;
-  }
+  for (char c : py_lower(s))
+    if (punctuation.find(c) == std::string::npos) out += c;
   return out;
 }
 

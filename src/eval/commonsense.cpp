@@ -228,13 +228,6 @@ class PiqaTask : public MultipleChoiceTask {
 
 // ---- HellaSwag ----------------------------------------------------------------------------------------------
 
-std::string ascii_capitalize(std::string s) {
-  // Python str.capitalize(): first character upper, the rest lower. ASCII letters only here; HellaSwag's
-  // ctx_b fields are English, and a non-ASCII letter keeps its case (documented in docs/eval.md).
-  for (size_t i = 0; i < s.size(); ++i) s[i] = char(i == 0 ? std::toupper((unsigned char)s[i]) : std::tolower((unsigned char)s[i]));
-  return s;
-}
-
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   std::string out;
   for (size_t pos = 0;;) {
@@ -267,7 +260,7 @@ class HellaSwagTask : public MultipleChoiceTask {
     for (const json& row : read_jsonl_rows(data)) {
       McDoc d;
       if (row.contains("ctx_a")) {  // HF hellaswag
-        const std::string ctx = str_field(data, row, "ctx_a") + " " + ascii_capitalize(str_field(data, row, "ctx_b"));
+        const std::string ctx = str_field(data, row, "ctx_a") + " " + py_capitalize(str_field(data, row, "ctx_b"));
         d.query = hellaswag_preprocess(str_field(data, row, "activity_label") + ": " + ctx);
         for (const auto& e : str_list(data, row, row.value("endings", json()), "endings"))
           d.choices.push_back(hellaswag_preprocess(e));

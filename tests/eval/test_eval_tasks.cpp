@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "common/sha256.hpp"
+#include "fusellm/eval/py_text.hpp"
 #include "common/test_paths.hpp"
 #include "fusellm/eval/bbh.hpp"
 #include "fusellm/eval/evaluator.hpp"
@@ -172,6 +173,32 @@ TEST(EvalBbh, AnswerExtractionAndExactMatch) {
     EXPECT_EQ(bbh_extract_answer(c.output), c.answer);
     EXPECT_EQ(bbh_exact_match(bbh_extract_answer(c.output), c.target), c.match);
   }
+}
+
+// Python's str.lower() / str.capitalize() (expected values printed by Python 3.11): full mappings (İ → i̇,
+// ß.title() → "Ss", the ﬁ ligature → "Fi"), title case (ǆ → ǅ), the Kelvin sign; exact match lowers the
+// Python way, so a Kelvin-sign "K" matches "k".
+TEST(EvalPyText, LowerAndCapitalizeAsPython) {
+  struct Case { std::string s, lower, capitalized; };
+  const Case cases[] = {
+      {"\u00c0\u00c9\u00ce Stra\u00dfe \u0130stanbul \u0391\u0392\u0393 \u212a",
+       "\u00e0\u00e9\u00ee stra\u00dfe i\u0307stanbul \u03b1\u03b2\u03b3 k",
+       "\u00c0\u00e9\u00ee stra\u00dfe i\u0307stanbul \u03b1\u03b2\u03b3 k"},
+      {"\u01c6emal \u00c9COLE", "\u01c6emal \u00e9cole", "\u01c5emal \u00e9cole"},
+      {"\u00dftra\u00dfe \u00dcBER", "\u00dftra\u00dfe \u00fcber", "Sstra\u00dfe \u00fcber"},
+      {"\u00e9LAN Vital", "\u00e9lan vital", "\u00c9lan vital"},
+      {"\ufb01ne DAY", "\ufb01ne day", "Fine day"},
+      {"\u0130I", "i\u0307i", "\u0130i"},
+      {"hello WORLD", "hello world", "Hello world"},
+      {"", "", ""},
+      {"\xff\xfe AB", "\xff\xfe ab", "\xff\xfe ab"},  // not UTF-8: bytes pass through
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(py_lower(c.s), c.lower) << c.s;
+    EXPECT_EQ(py_capitalize(c.s), c.capitalized) << c.s;
+  }
+  EXPECT_TRUE(bbh_exact_match("\u212a", "k"));
+  EXPECT_FALSE(bbh_exact_match("\u00c9", "e"));
 }
 
 TEST(EvalErrors, UnknownTasksAndBadRowsAreOneLine) {

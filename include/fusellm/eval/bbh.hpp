@@ -13,8 +13,8 @@ std::string bbh_task_prompt(const std::string& cot_file_text);
 std::string bbh_prompt(const std::string& task_prompt, const std::string& input);
 // The first match of [t|T]he answer is (.*?)\. (no newline inside), stripped; else the stripped output.
 std::string bbh_extract_answer(const std::string& output);
-// HF evaluate's exact_match with ignore_case and ignore_punctuation (ASCII string.punctuation removed,
-// ASCII lower-cased; nothing stripped or collapsed).
+// HF evaluate's exact_match with ignore_case and ignore_punctuation (Python's lower(), then ASCII
+// string.punctuation removed; nothing stripped or collapsed).
 bool bbh_exact_match(const std::string& prediction, const std::string& target);
 
 }  // namespace fusellm::eval

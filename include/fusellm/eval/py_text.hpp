@@ -1,6 +1,8 @@
 #pragma once
 // The Python string semantics the harnesses' prompts and metrics rely on, in one place: str.strip() and
-// str.rstrip() (ASCII whitespace: the harness data has no other) and len() in code points.
+// str.rstrip() (ASCII whitespace: the harness data has no other), len() in code points, and str.lower() /
+// str.capitalize() with Python's full Unicode case mappings (table generated from Python 3.11's
+// unicodedata, Unicode 14; Greek final sigma is lowered to σ, where Python writes ς at a word's end).
 #include <cstddef>
 #include <string>
 
@@ -28,5 +30,11 @@ inline size_t code_points(const std::string& s) {
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;
   return n;
 }
+
+// Python str.lower(): every code point by its full lowercase mapping (U+0130 → "i̇"); bytes that are not
+// UTF-8 pass through.
+std::string py_lower(const std::string& s);
+// Python str.capitalize(): the first code point title-cased, the rest lowercased.
+std::string py_capitalize(const std::string& s);
 
 }  // namespace fusellm::eval
