@@ -65,4 +65,19 @@ std::vector<int64_t> input_ids(const std::string& ids_flag, const std::string& t
 
 std::string json_escape_token(const std::string& token) { return json(token).dump(-1, ' ', false, json::error_handler_t::replace); }
 
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(start, comma - start);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+    start = comma + 1;
+  }
+  return out;
+}
+
 }  // namespace fusellm::cli

@@ -27,4 +27,7 @@ std::vector<int64_t> input_ids(const std::string& ids_flag, const std::string& t
 
 std::string json_escape_token(const std::string& token);
 
+// "a, b,,c" → {"a", "b", "c"}: comma-separated items, spaces around them dropped, empty ones skipped.
+std::vector<std::string> split_commas(const std::string& text);
+
 }  // namespace fusellm::cli

@@ -31,17 +31,6 @@ struct EvalFlags {
   bool separate_encoding = false, context_bos = false, no_progress = false, pairwise = false;
 };
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 // A cheap identity of the weights: config.json, and each weight file's size with its first and last MiB.
 std::string model_fingerprint(const fs::path& dir) {
   std::string material = read_file(dir / "config.json");
@@ -121,7 +110,7 @@ ConfigEval read_eval_section(const fs::path& config_path) {
   }
   ConfigEval c;
   const json tasks = section.value("tasks", json("cs"));
-  if (tasks.is_string()) c.tasks = split_list(tasks.get<std::string>());
+  if (tasks.is_string()) c.tasks = cli::split_commas(tasks.get<std::string>());
   else if (tasks.is_array())
     for (const auto& t : tasks) {
       FUSELLM_CHECK(t.is_string(), "{}: eval.tasks: expected task names", where);
@@ -180,7 +169,7 @@ int run(const EvalFlags& f) {
     FUSELLM_CHECK(!f.tasks.empty() && !f.out.empty(), "eval: --model needs --tasks and --out");
     models.emplace_back("", f.model);
   }
-  if (!f.tasks.empty()) options.tasks = split_list(f.tasks);
+  if (!f.tasks.empty()) options.tasks = cli::split_commas(f.tasks);
   if (!f.out.empty()) options.out_dir = f.out;
   if (f.limit > 0) options.limit = f.limit;
   FUSELLM_CHECK(!options.tasks.empty(), "--tasks: give at least one task (e.g. cs, bbh, arc_easy)");

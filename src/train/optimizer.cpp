@@ -73,6 +73,18 @@ int64_t warmup_steps(const TrainConfig& cfg, int64_t total) {
 
 double scheduled_lr(const TrainConfig& cfg, int64_t step, int64_t total) {
   const int64_t warm = warmup_steps(cfg, total);
+  if (cfg.schedule == Schedule::WarmupDecay) {
+    // DeepSpeed WarmupDecayLR as its engine steps it: the scheduler starts at iteration −1 (the floor) and
+    // steps after each optimizer step, so optimizer step s (0-based) runs at iteration i = s − 1:
+    // gamma = log(i + 1) / log(W) for i < W = max(2, warmup) (the first two steps run at the floor), then
+    // (total − i) / max(1, total − W) down to 0; lr = floor + (lr − floor)·gamma.
+    const double floor = cfg.lr * cfg.min_lr_ratio;
+    const int64_t i = step - 1, w = std::max<int64_t>(2, warm);
+    if (i < 0) return floor;
+    const double gamma = i < w ? std::log(double(i + 1)) / std::log(double(w))
+                               : std::max(0.0, double(total - i) / double(std::max<int64_t>(1, total - w)));
+    return floor + (cfg.lr - floor) * gamma;
+  }
   if (step < warm) return cfg.lr * static_cast<double>(step + 1) / static_cast<double>(warm);
   if (cfg.schedule == Schedule::Constant) return cfg.lr;
   const double span = std::max<int64_t>(1, total - warm);

@@ -12,6 +12,7 @@ const char* to_string(Schedule s) {
     case Schedule::Cosine: return "cosine";
     case Schedule::Linear: return "linear";
     case Schedule::Constant: return "constant";
+    case Schedule::WarmupDecay: return "warmup_decay";
   }
   return "?";
 }
@@ -119,9 +120,13 @@ TrainConfig parse_train_config(const json& section, const std::string& source, c
          [](const std::string& s) { return s == "fp32" || s == "bf16" || s == "fp64" || s == "auto"; },
          "one of 'fp32', 'bf16', 'fp64', 'auto'");
   std::string schedule = "cosine";
-  r.read("schedule", schedule, [](const std::string& s) { return s == "cosine" || s == "linear" || s == "constant"; },
-         "one of 'cosine', 'linear', 'constant'");
-  cfg.schedule = schedule == "linear" ? Schedule::Linear : schedule == "constant" ? Schedule::Constant : Schedule::Cosine;
+  r.read("schedule", schedule,
+         [](const std::string& s) { return s == "cosine" || s == "linear" || s == "constant" || s == "warmup_decay"; },
+         "one of 'cosine', 'linear', 'constant', 'warmup_decay'");
+  cfg.schedule = schedule == "linear"         ? Schedule::Linear
+                 : schedule == "constant"     ? Schedule::Constant
+                 : schedule == "warmup_decay" ? Schedule::WarmupDecay
+                                              : Schedule::Cosine;
   std::string output_dir;
   r.read("output_dir", output_dir, [](const std::string& s) { return !s.empty(); }, "a non-empty path");
   if (!output_dir.empty()) {

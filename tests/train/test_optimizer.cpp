@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "common/test_paths.hpp"
 #include "fusellm/train/optimizer.hpp"
 
 namespace fusellm::train {
@@ -54,6 +55,26 @@ TEST(Schedule, WarmupThenDecay) {
   c.warmup_steps = -1;
   c.warmup_ratio = 0.25;
   EXPECT_EQ(warmup_steps(c, 10), 3);
+}
+
+// "warmup_decay" against DeepSpeed 0.19.8's WarmupDecayLR stepped as its engine steps it (fixture from
+// tools/deepspeed-reference/warmup_decay_lr.py): every optimizer step's rate, log warm-up (W = 1 is
+// raised to 2 as DeepSpeed does) and linear decay to the floor. Both compute in double the same
+// formula; 1e-15 relative covers a log() rounded differently by another libm.
+TEST(Schedule, WarmupDecayIsDeepSpeedsWarmupDecayLR) {
+  const json ref = parse_json_file(test::source_dir() / "tests/train/fixtures/deepspeed_warmup_decay.json");
+  ASSERT_EQ(ref["cases"].size(), 3u);
+  for (const auto& c : ref["cases"]) {
+    TrainConfig cfg;
+    cfg.schedule = Schedule::WarmupDecay;
+    cfg.lr = c["max_lr"].get<double>();
+    cfg.min_lr_ratio = c["min_lr"].get<double>() / cfg.lr;
+    cfg.warmup_steps = c["warmup"].get<int64_t>();
+    const int64_t total = c["total"].get<int64_t>();
+    const auto lrs = c["lrs"].get<std::vector<double>>();
+    for (int64_t s = 0; s < total; ++s)
+      EXPECT_NEAR(scheduled_lr(cfg, s, total), lrs[size_t(s)], 1e-15 * cfg.lr + 1e-300) << "total " << total << " step " << s;
+  }
 }
 
 TEST(Clip, ScalesToMaxNorm) {

@@ -46,5 +46,25 @@ TEST(ShippedConfigs, PaperRecipe) {
   EXPECT_EQ(config.sources().size(), 3u);
 }
 
+// The official run's variant (docs/paper-configs.md): DeepSpeed's WarmupDecayLR and torch's AdamW betas,
+// the rest as the paper's text, the same chunks and source stores.
+TEST(ShippedConfigs, OfficialRunVariant) {
+  const ExperimentConfig paper = load_experiment_config(test::source_dir() / "configs" / "fusellm-paper.json");
+  const ExperimentConfig official = load_experiment_config(test::source_dir() / "configs" / "fusellm-paper-official.json");
+  const TrainConfig p = train_config_of(paper), o = train_config_of(official);
+  EXPECT_EQ(o.schedule, Schedule::WarmupDecay);
+  EXPECT_DOUBLE_EQ(o.beta1, 0.9);
+  EXPECT_DOUBLE_EQ(o.beta2, 0.999);
+  EXPECT_DOUBLE_EQ(o.eps, 1e-8);
+  EXPECT_EQ(p.schedule, Schedule::Cosine);
+  EXPECT_DOUBLE_EQ(o.lr, p.lr);
+  EXPECT_DOUBLE_EQ(o.warmup_ratio, p.warmup_ratio);
+  EXPECT_DOUBLE_EQ(o.weight_decay, p.weight_decay);
+  EXPECT_EQ(o.global_batch(8), p.global_batch(8));
+  EXPECT_EQ(official.data.chunk_dir, paper.data.chunk_dir);
+  EXPECT_EQ(official.infer.store_dir, paper.infer.store_dir);
+  EXPECT_NE(o.output_dir, p.output_dir);
+}
+
 }  // namespace
 }  // namespace fusellm::train

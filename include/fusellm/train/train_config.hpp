@@ -10,7 +10,9 @@
 
 namespace fusellm::train {
 
-enum class Schedule { Cosine, Linear, Constant };
+// WarmupDecay: DeepSpeed's WarmupDecayLR (what the official FuseLLM run's zero_stage2_config.json used):
+// log-shaped warm-up, then linear decay to the floor at the last step.
+enum class Schedule { Cosine, Linear, Constant, WarmupDecay };
 const char* to_string(Schedule s);
 
 struct TrainConfig {
