@@ -1,5 +1,5 @@
 # Finds every system dependency and exposes two interface targets:
-#   fusellm_deps  - the light libraries (spdlog, json, pcre2, zstd, zlib, xxhash, threads)
+#   fusellm_deps  - the light libraries (spdlog, json, pcre2, zstd, zlib, snappy, xxhash, threads)
 #   fusellm_torch - LibTorch, with FUSELLM_HAS_CUDA / FUSELLM_HAS_NCCL defined when the found build has them.
 find_package(Threads REQUIRED)
 find_package(spdlog REQUIRED)
@@ -9,11 +9,12 @@ find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
 pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
+pkg_check_modules(SNAPPY REQUIRED IMPORTED_TARGET snappy)  # Parquet pages
 find_package(ZLIB REQUIRED)
 
 add_library(fusellm_deps INTERFACE)
 target_link_libraries(fusellm_deps INTERFACE spdlog::spdlog nlohmann_json::nlohmann_json CLI11::CLI11
-  PkgConfig::PCRE2 PkgConfig::ZSTD PkgConfig::XXHASH ZLIB::ZLIB Threads::Threads)
+  PkgConfig::PCRE2 PkgConfig::ZSTD PkgConfig::XXHASH PkgConfig::SNAPPY ZLIB::ZLIB Threads::Threads)
 
 # LibTorch: Debian's 1.13.1 CPU build by default; pass -DCMAKE_PREFIX_PATH=<torch.utils.cmake_prefix_path>
 # to build against a LibTorch 2.x with CUDA.

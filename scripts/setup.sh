@@ -11,6 +11,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libzstd-dev zlib1g-dev libpcre2-dev libxxhash-dev
+  libsnappy-dev         # Parquet pages (MiniPile and the HF hub's datasets ship as Parquet)
   libsentencepiece-dev  # only as the tokenizer tests' independent reference
 )
 

@@ -18,7 +18,7 @@ namespace fusellm::data {
 
 namespace {
 
-constexpr const char* kSupportedTypes = ".jsonl, .ndjson, .txt, each optionally followed by .gz or .zst";
+constexpr const char* kSupportedTypes = ".jsonl, .ndjson, .txt, each optionally followed by .gz or .zst, or .parquet";
 
 struct FileType {
   FileFormat format;
@@ -43,6 +43,7 @@ std::optional<FileType> file_type_of(const fs::path& path) {
     }
   }
   if (ends_with(name, ".jsonl") || ends_with(name, ".ndjson")) return FileType{FileFormat::Jsonl, compression};
+  if (ends_with(name, ".parquet") && compression == Compression::None) return FileType{FileFormat::Parquet, compression};
   if (ends_with(name, ".txt")) return FileType{FileFormat::Text, compression};
   return std::nullopt;
 }

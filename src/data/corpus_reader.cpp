@@ -3,6 +3,7 @@
 
 #include "byte_stream.hpp"
 #include "fusellm/data/corpus.hpp"
+#include "fusellm/data/parquet.hpp"
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/json.hpp"
 #include "fusellm/util/log.hpp"
@@ -64,6 +65,12 @@ struct CorpusReader::State {
   CorpusStats stats;
   size_t file_index = 0;
   std::unique_ptr<LineReader> reader;  // open on files[file_index]
+  // Parquet files: the text column of one row group at a time.
+  std::unique_ptr<ParquetFile> parquet;
+  size_t row_group = 0, row_in_group = 0, string_index = 0;
+  uint64_t rows_before = 0;  // rows of the earlier row groups
+  std::vector<std::string> strings;
+  std::vector<bool> present;
   bool file_finished = false;          // TxtMode::Document: the one document of this file was taken
   bool ended = false;
 
@@ -219,8 +226,39 @@ struct CorpusReader::State {
     return true;
   }
 
+  // Parquet: the text field's column, row by row; "line" = the 1-based row number in the file. A null or
+  // blank text is an empty document (skipped), bytes that are not UTF-8 a bad line.
+  bool next_parquet(Document& doc) {
+    for (;;) {
+      if (row_in_group == present.size()) {
+        if (row_group == parquet->num_row_groups()) return false;
+        rows_before += present.size();
+        strings = parquet->read_strings(row_group++, options.text_field, present);
+        row_in_group = string_index = 0;
+        continue;
+      }
+      const uint64_t row = rows_before + ++row_in_group;
+      if (!present[row_in_group - 1]) {
+        ++stats.empty_documents;
+        continue;
+      }
+      std::string text = std::move(strings[string_index++]);
+      if (!is_valid_utf8(text)) {
+        bad_line(row, "invalid UTF-8");
+        continue;
+      }
+      if (is_blank(text)) {
+        ++stats.empty_documents;
+        continue;
+      }
+      emit(doc, row, std::move(text));
+      return true;
+    }
+  }
+
   bool next_in_file(Document& doc) {
     if (files[file_index].format == FileFormat::Jsonl) return next_jsonl(doc);
+    if (files[file_index].format == FileFormat::Parquet) return next_parquet(doc);
     switch (options.txt_mode) {
       case TxtMode::Document: return next_document(doc);
       case TxtMode::Line: return next_line(doc);
@@ -268,15 +306,22 @@ bool CorpusReader::next(Document& doc) {
       s.finish_corpus();
       return false;
     }
-    if (!s.reader) {
-      const CorpusFile& f = s.files[s.file_index];
+    const CorpusFile& f = s.files[s.file_index];
+    if (f.format == FileFormat::Parquet && !s.parquet) {
+      s.parquet = std::make_unique<ParquetFile>(f.path);
+      s.row_group = s.row_in_group = s.string_index = 0;
+      s.rows_before = 0;
+      s.present.clear();
+      s.strings.clear();
+    } else if (f.format != FileFormat::Parquet && !s.reader) {
       s.reader = std::make_unique<LineReader>(open_byte_stream(f.path, f.compression));
       s.file_finished = false;
     }
     if (s.next_in_file(doc)) return true;
-    s.stats.input_bytes += s.reader->bytes_read();
+    s.stats.input_bytes += s.reader ? s.reader->bytes_read() : f.size_bytes;
     ++s.stats.files_read;
     s.reader.reset();
+    s.parquet.reset();
     ++s.file_index;
   }
   return false;

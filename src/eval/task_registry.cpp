@@ -4,6 +4,7 @@
 #include <set>
 
 #include "fusellm/eval/task.hpp"
+#include "fusellm/data/parquet.hpp"
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/experiment_config.hpp"
 
@@ -75,6 +76,16 @@ std::vector<std::string> expand_task_list(const std::vector<std::string>& names)
 }
 
 std::vector<json> read_jsonl_rows(const fs::path& path) {
+  if (path.extension() == ".parquet") {  // the HF hub's layout: the same rows, one per Parquet row
+    data::ParquetFile file(path);
+    std::vector<json> rows;
+    for (size_t g = 0; g < file.num_row_groups(); ++g)
+      for (auto& row : file.read_rows(g)) {
+        row["__line"] = rows.size() + 1;  // errors name the 1-based row
+        rows.push_back(std::move(row));
+      }
+    return rows;
+  }
   std::ifstream in(path, std::ios::binary);
   FUSELLM_CHECK(in.good(), "{}: cannot open (pass the task's data with --data or check ../shared)", path.string());
   std::vector<json> rows;

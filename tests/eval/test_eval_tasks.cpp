@@ -201,6 +201,24 @@ TEST(EvalPyText, LowerAndCapitalizeAsPython) {
   EXPECT_FALSE(bbh_exact_match("\u00c9", "e"));
 }
 
+// The HF hub's Parquet files give the same documents and requests as the same rows in JSONL
+// (tests/data/fixtures/parquet/piqa_rows.*, written by pyarrow).
+TEST(EvalRequests, ParquetRowsEqualJsonlRows) {
+  const fs::path dir = fs::path(FUSELLM_SOURCE_DIR) / "tests/data/fixtures/parquet";
+  const auto from_parquet = docs_of("piqa", dir / "piqa_rows.parquet");
+  const auto from_jsonl = docs_of("piqa", dir / "piqa_rows.jsonl");
+  ASSERT_EQ(from_parquet.size(), 3u);
+  ASSERT_EQ(from_parquet.size(), from_jsonl.size());
+  for (size_t i = 0; i < from_parquet.size(); ++i) {
+    ASSERT_EQ(from_parquet[i].requests.size(), from_jsonl[i].requests.size());
+    for (size_t k = 0; k < from_parquet[i].requests.size(); ++k) {
+      EXPECT_EQ(from_parquet[i].requests[k].context, from_jsonl[i].requests[k].context);
+      EXPECT_EQ(from_parquet[i].requests[k].continuation, from_jsonl[i].requests[k].continuation);
+    }
+  }
+  EXPECT_EQ(from_parquet[2].requests[1].continuation, " use a thermos \u2014 it works");
+}
+
 TEST(EvalErrors, UnknownTasksAndBadRowsAreOneLine) {
   try {
     make_task("arc_eazy");

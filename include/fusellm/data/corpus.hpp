@@ -15,7 +15,7 @@
 
 namespace fusellm::data {
 
-enum class FileFormat { Jsonl, Text };
+enum class FileFormat { Jsonl, Text, Parquet };
 enum class Compression { None, Gzip, Zstd };
 
 struct CorpusFile {

@@ -59,6 +59,7 @@ std::vector<std::string> task_names();
 std::vector<std::string> expand_task_list(const std::vector<std::string>& names);
 
 // Lines of a JSONL file as objects; an empty line is skipped, a malformed one is an Error "file:line: ...".
+// A .parquet file (the HF hub's layout) gives its rows, flat columns only, numbered from 1 the same way.
 std::vector<json> read_jsonl_rows(const fs::path& path);
 
 }  // namespace fusellm::eval
