@@ -79,7 +79,7 @@ TEST(CorpusFiles, GlobsAndListsAreSortedAndDeduplicated) {
             (dir / "*.parquet").string() + ": no file matches this pattern");
   EXPECT_EQ(error_of([&] { resolve_corpus({(dir / "*.md").string()}); }),
             (dir / "notes.md").string() +
-                ": unsupported corpus file type (expected .jsonl, .ndjson, .txt, each optionally followed by .gz or .zst)");
+                ": unsupported corpus file type (expected .jsonl, .ndjson, .txt, each optionally followed by .gz or .zst, or .parquet)");
 }
 
 TEST(CorpusFiles, IdsAreStableAcrossReadsAndLocations) {
@@ -124,10 +124,10 @@ TEST(CorpusFiles, MissingUnreadableAndUnsupported) {
   write_bytes(dir / "data.csv", "a,b\n");
   EXPECT_EQ(error_of([&] { resolve_corpus({(dir / "data.csv").string()}); }),
             (dir / "data.csv").string() +
-                ": unsupported corpus file type (expected .jsonl, .ndjson, .txt, each optionally followed by .gz or .zst)");
+                ": unsupported corpus file type (expected .jsonl, .ndjson, .txt, each optionally followed by .gz or .zst, or .parquet)");
   EXPECT_EQ(error_of([&] { resolve_corpus({dir.string()}); }),
             dir.string() +
-                ": directory holds no corpus files (.jsonl, .ndjson, .txt, each optionally followed by .gz or .zst); "
+                ": directory holds no corpus files (.jsonl, .ndjson, .txt, each optionally followed by .gz or .zst, or .parquet); "
                 "1 other files ignored");
   EXPECT_EQ(error_of([&] { resolve_corpus({}); }), "corpus: no files, directories or patterns given");
   if (::geteuid() != 0) {  // root reads everything
