@@ -11,6 +11,7 @@
 #include "common/test_paths.hpp"
 #include "fusellm/eval/evaluator.hpp"
 #include "fusellm/eval/model_runner.hpp"
+#include "bbh_reference_requests.hpp"
 
 namespace fusellm::eval {
 namespace {
@@ -91,30 +92,16 @@ TEST(EvalHfReference, BbhGreedyContinuationsMatchHfGenerate) {
   ASSERT_GE(ref["generate"].size(), 30u);
   Stories64 s;
   ModelRunner runner(*s.model, *s.tokenizer, RunnerOptions{});
-  EvalOptions o;
-  o.shared_data = test::shared_dir() / "data";
-  std::map<std::string, std::vector<Doc>> docs;
   size_t same = 0;
   // Every prompt once in batches (left-padded, rows stopping on their own) and once alone: both equal HF.
-  std::vector<Request> all;
-  for (const auto& g : ref["generate"]) {
-    const std::string task = "bbh_" + g["task"].get<std::string>();
-    if (!docs.count(task)) docs[task] = load_task_docs(*make_task(task), o);
-    Request r = docs[task].at(g["doc"].get<size_t>()).requests[0];
-    r.max_new_tokens = g["max_new_tokens"].get<int>();
-    r.stops.clear();  // HF generate ran without a stop sequence
-    all.push_back(r);
-  }
+  const std::vector<Request> all = bbh_reference_requests(ref["generate"], test::shared_dir() / "data");
   std::vector<const Request*> pointers;
   for (const auto& r : all) pointers.push_back(&r);
   const std::vector<Result> batched = runner.generate_until(pointers);
   size_t k = 0;
   for (const auto& g : ref["generate"]) {
     const std::string task = "bbh_" + g["task"].get<std::string>();
-    if (!docs.count(task)) docs[task] = load_task_docs(*make_task(task), o);
-    Request r = docs[task].at(g["doc"].get<size_t>()).requests[0];
-    r.max_new_tokens = g["max_new_tokens"].get<int>();
-    r.stops.clear();  // HF generate ran without a stop sequence
+    const Request& r = all[k];
     const Result got = batched.at(k++);
     EXPECT_EQ(got.text, runner.generate_until(r).text) << "one at a time vs batched";
     // The reference's text by open-instruct's decode rule, on the same (left-truncated) prompt.

@@ -19,6 +19,7 @@
 #include "common/test_paths.hpp"
 #include "fusellm/eval/evaluator.hpp"
 #include "fusellm/eval/model_runner.hpp"
+#include "bbh_reference_requests.hpp"
 #include "fusellm/model/random_init.hpp"
 
 namespace fusellm::eval {
@@ -146,31 +147,17 @@ TEST(EvalLmEvalReference, Llama2TokenizerBbhGreedyMatchesHfGenerate) {
   ASSERT_GE(entry["generate"].size(), 30u);
   LoadedModel m = load("llama2tok-4k");
   ModelRunner runner(*m.model, *m.tokenizer, RunnerOptions{});
-  EvalOptions o;
-  o.shared_data = test::shared_dir() / "data";
-  std::map<std::string, std::vector<Doc>> docs;
   size_t same = 0;
   int64_t longest = 0;
   // Every prompt once in batches (left-padded, rows stopping on their own) and once alone: both equal HF.
-  std::vector<Request> all;
-  for (const auto& g : entry["generate"]) {
-    const std::string task = "bbh_" + g["task"].get<std::string>();
-    if (!docs.count(task)) docs[task] = load_task_docs(*make_task(task), o);
-    Request r = docs[task].at(g["doc"].get<size_t>()).requests[0];
-    r.max_new_tokens = g["max_new_tokens"].get<int>();
-    r.stops.clear();  // HF generate ran without a stop sequence
-    all.push_back(r);
-  }
+  const std::vector<Request> all = bbh_reference_requests(entry["generate"], test::shared_dir() / "data");
   std::vector<const Request*> pointers;
   for (const auto& r : all) pointers.push_back(&r);
   const std::vector<Result> batched = runner.generate_until(pointers);
   size_t k = 0;
   for (const auto& g : entry["generate"]) {
     const std::string task = "bbh_" + g["task"].get<std::string>();
-    if (!docs.count(task)) docs[task] = load_task_docs(*make_task(task), o);
-    Request r = docs[task].at(g["doc"].get<size_t>()).requests[0];
-    r.max_new_tokens = g["max_new_tokens"].get<int>();
-    r.stops.clear();  // HF generate ran without a stop sequence
+    const Request& r = all[k];
     const auto prompt = m.tokenizer->encode_ids(r.context, true);
     ASSERT_EQ(int64_t(prompt.size()), g["prompt_tokens"].get<int64_t>()) << task << " " << g["doc"];
     longest = std::max(longest, int64_t(prompt.size()));
