@@ -80,11 +80,12 @@ int run(const RunFlags& f) {
   const fs::path train_dir = train::train_config_of(config).output_dir, markers = train_dir / "run";
   const std::string hash = config_hash(f.config);
   auto marker_of = [&](const std::string& stage) { return markers / (stage + ".json"); };
-  auto done_before = [&](const std::string& stage) {
-    if (!fs::exists(marker_of(stage))) return false;
-    const json m = json::parse(read_file(marker_of(stage)), nullptr, false);
+  auto ours = [&](const fs::path& marker) {  // a marker this config wrote
+    if (!fs::exists(marker)) return false;
+    const json m = json::parse(read_file(marker), nullptr, false);
     return !m.is_discarded() && m.value("config_hash", "") == hash;
   };
+  auto done_before = [&](const std::string& stage) { return ours(marker_of(stage)); };
 
   std::vector<StageReport> reports;
   const auto run_start = std::chrono::steady_clock::now();
@@ -107,8 +108,7 @@ int run(const RunFlags& f) {
     if (rank.is_main()) spdlog::info("run: == {} ({})", stage, verified ? "complete before: verifying" : "running");
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<std::string> args = {"--config", f.config};
-    const bool progress_flag = stage != "prepare";
-    if (f.no_progress && progress_flag) args.push_back("--no-progress");
+    if (f.no_progress && stage != "prepare") args.push_back("--no-progress");  // prepare has no such flag
     if (!f.device.empty() && (stage == "infer" || stage == "train" || stage == "eval")) {
       args.push_back("--device");
       args.push_back(f.device);
@@ -119,12 +119,9 @@ int run(const RunFlags& f) {
     // need all ranks. Checkpoints of another config stay an error ("pass --resume") as in `fusellm train`.
     if (stage == "train") {
       const fs::path started = markers / "train.started.json";
-      const bool ours = fs::exists(started) && [&] {
-        const json m = json::parse(read_file(started), nullptr, false);
-        return !m.is_discarded() && m.value("config_hash", "") == hash;
-      }();
-      if (f.resume || verified || (ours && train::latest_checkpoint(train_dir))) args.push_back("--resume");
-      if (rank.is_main() && !ours) {
+      const bool started_by_us = ours(started);
+      if (f.resume || verified || (started_by_us && train::latest_checkpoint(train_dir))) args.push_back("--resume");
+      if (rank.is_main() && !started_by_us) {
         fs::create_directories(markers);
         write_file_atomic(started, json({{"stage", "train"}, {"config_hash", hash}}).dump(2) + "\n");
       }

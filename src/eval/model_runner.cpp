@@ -177,19 +177,11 @@ void ModelRunner::score_shared(std::vector<Scored>& items, std::vector<Result>& 
            int64_t(contexts[order[end]]->size()) * 10 >= ctx_width * kSimilar)
       ++end;
     const int64_t docs = int64_t(end - begin);
-    std::vector<int64_t> ids(size_t(docs * ctx_width), 0), mask(ids.size(), 0), pos(ids.size(), 0);
-    for (int64_t d = 0; d < docs; ++d) {
-      const auto& ctx = *contexts[order[begin + d]];
-      const int64_t pad = ctx_width - int64_t(ctx.size());
-      for (int64_t t = 0; t < int64_t(ctx.size()); ++t) {
-        ids[size_t(d * ctx_width + pad + t)] = ctx[size_t(t)];
-        mask[size_t(d * ctx_width + pad + t)] = 1;
-        pos[size_t(d * ctx_width + pad + t)] = t;
-      }
-    }
+    std::vector<const std::vector<int64_t>*> batch_contexts;
+    for (size_t d = begin; d < end; ++d) batch_contexts.push_back(contexts[order[d]]);
+    const detail::LeftPadded batch = detail::left_pad(batch_contexts, ctx_width);
     model::KVCache cache;
-    const at::Tensor last = run(long_tensor(ids, {docs, ctx_width}), long_tensor(mask, {docs, ctx_width}),
-                                long_tensor(pos, {docs, ctx_width}), &cache, 1);
+    const at::Tensor last = run(batch.ids, batch.mask, batch.positions, &cache, 1);
     const at::Tensor last_hidden = last.squeeze(1);  // [docs, H]: predicts each continuation's first token
 
     // One row per continuation, its document's cache row repeated; rows sorted by length and run in

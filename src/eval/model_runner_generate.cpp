@@ -79,21 +79,12 @@ std::vector<Result> ModelRunner::generate_until(const std::vector<const Request*
     }
     std::vector<Row*> active;
     for (size_t i = begin; i < end; ++i) active.push_back(&rows[order[i]]);
-    const int64_t n = int64_t(active.size());
-    std::vector<int64_t> ids(size_t(n * width), 0), mask(ids.size(), 0), pos(ids.size(), 0);
-    for (int64_t r = 0; r < n; ++r) {
-      const auto& prompt = active[size_t(r)]->prompt;
-      const int64_t pad = width - int64_t(prompt.size());
-      for (int64_t t = 0; t < int64_t(prompt.size()); ++t) {
-        ids[size_t(r * width + pad + t)] = prompt[size_t(t)];
-        mask[size_t(r * width + pad + t)] = 1;
-        pos[size_t(r * width + pad + t)] = t;
-      }
-    }
+    std::vector<const std::vector<int64_t>*> prompts;
+    for (const Row* row : active) prompts.push_back(&row->prompt);
+    const detail::LeftPadded batch = detail::left_pad(prompts, width);
     model::KVCache cache;
     cache.reserve(longest_new);  // decoding appends in place
-    at::Tensor hidden = run(long_tensor(ids, {n, width}), long_tensor(mask, {n, width}), long_tensor(pos, {n, width}),
-                            &cache, 1);  // [n, 1, H]
+    at::Tensor hidden = run(batch.ids, batch.mask, batch.positions, &cache, 1);  // [n, 1, H]
     while (!active.empty()) {
       const at::Tensor next = model_.logits_from_hidden(hidden.select(1, 0)).argmax(-1).cpu().contiguous();
       const int64_t* next_id = next.data_ptr<int64_t>();

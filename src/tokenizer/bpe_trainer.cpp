@@ -61,14 +61,13 @@ uint64_t pair_key(int a, int b) { return (uint64_t(uint32_t(a)) << 32) | uint32_
 
 class Merger {
  public:
-  Merger(std::vector<std::string> symbols) : symbols_(std::move(symbols)) {}
+  explicit Merger(std::vector<std::string> symbols) : symbols_(std::move(symbols)) {
+    for (size_t i = 0; i < symbols_.size(); ++i) ids_[symbols_[i]] = int(i);
+  }
 
   int symbol_id(const std::string& s) const {
     auto it = ids_.find(s);
     return it == ids_.end() ? -1 : it->second;
-  }
-  void index_symbols() {
-    for (size_t i = 0; i < symbols_.size(); ++i) ids_[symbols_[i]] = int(i);
   }
   void add_word(std::vector<int> syms, int64_t count) {
     if (syms.empty()) return;
@@ -188,7 +187,6 @@ BpeTrainResult train_bpe(const std::vector<std::string>& texts, const BpeTrainOp
                 options.vocab_size, base.size());
 
   Merger merger(base);
-  merger.index_symbols();
   for (const auto& [word, count] : words) {
     // A character outside the alphabet (metaspace) is byte fallback at encoding time: it splits the word.
     std::vector<int> syms;

@@ -22,13 +22,12 @@ inline at::Tensor repeat_kv(const at::Tensor& x, int64_t n_rep) {
 // copied per query head.
 inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& additive_mask, double scale) {
-  const int64_t b = q.size(0), heads = q.size(1), tq = q.size(2), d = q.size(3), kv = k.size(1), tk = k.size(2);
-  const int64_t n_rep = heads / kv;
+  const int64_t n_rep = q.size(1) / k.size(1);
 #if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 1 || TORCH_VERSION_MAJOR >= 3
-  (void)b, (void)tq, (void)d, (void)tk;
   return at::scaled_dot_product_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), additive_mask, 0.0, false,
                                           scale);
 #else
+  const int64_t b = q.size(0), heads = q.size(1), tq = q.size(2), d = q.size(3), kv = k.size(1), tk = k.size(2);
   // Scaling q (T·D values) instead of the scores (T·Tk) saves a pass over the largest tensor; the
   // in-place mask add is autograd-safe because matmul's backward does not read its output.
   const auto grouped_q = (q * scale).reshape({b, kv, n_rep * tq, d});  // rows: (head in group, query)
