@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/error_of.hpp"
 #include "common/test_paths.hpp"
 #include "corpus_test_util.hpp"
 #include "fusellm/data/corpus.hpp"
@@ -23,14 +24,7 @@ std::vector<std::string> names_of(const std::vector<CorpusFile>& files) {
   return names;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::error_of;
 
 // A small tree: files created out of order, a hidden folder and a file of another type.
 fs::path make_tree(const std::string& name) {

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 
+#include "common/error_of.hpp"
 #include "common/test_paths.hpp"
 #include "fusellm/data/corpus.hpp"
 #include "fusellm/data/parquet.hpp"
@@ -22,14 +23,7 @@ using testing::HasSubstr;
 
 const fs::path kDir = fs::path(FUSELLM_SOURCE_DIR) / "tests/data/fixtures/parquet";
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::error_of;
 
 fs::path write_bytes(const std::string& name, const std::string& bytes) {
   const fs::path p = test::scratch_dir("parquet") / name;
@@ -118,7 +112,7 @@ TEST(Parquet, BadFilesAreOneLineErrors) {
         ParquetFile f(p);
         for (size_t g = 0; g < f.num_row_groups(); ++g) f.read_rows(g);
       });
-      if (e != "no error") {
+      if (e != test::kNoError) {
         EXPECT_THAT(e, HasSubstr(p.string())) << name << " at " << at;
         ++errors;
       }

@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 
+#include "common/error_of.hpp"
 #include "common/test_paths.hpp"
 #include "fusellm/model/causal_lm.hpp"
 #include "fusellm/teacher/infer.hpp"
@@ -274,14 +275,7 @@ TEST(Infer, TwoRanksWriteTheSameRecordsAsOne) {
     EXPECT_EQ(test::bytes_of(dir / "one" / shard.file), test::bytes_of(dir / "two" / shard.file)) << shard.file;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 TEST(Infer, StoreOfAnotherTokenizerOrChunkDatasetIsAClearError) {
   FUSELLM_REQUIRE_SHARED();

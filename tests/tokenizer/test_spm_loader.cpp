@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/error_of.hpp"
 #include "fusellm/tokenizer/sentencepiece.hpp"
 #include "spm_test_util.hpp"
 
@@ -11,14 +12,7 @@ using testing::HasSubstr;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 // A tokenizer directory in scratch space whose tokenizer.model links to Llama-2's.
 fs::path llama_dir(const std::string& name) {
