@@ -18,7 +18,7 @@ struct Flags {
   std::string style = "byte-level", out, txt_mode = "paragraph";
   std::vector<std::string> corpus;
   int64_t vocab_size = 1024, min_frequency = 2, limit_alphabet = 256;
-  bool force = false;
+  bool force = false, spm_rules = false, split_digits = false;
 };
 
 int run(const Flags& f) {
@@ -29,6 +29,11 @@ int run(const Flags& f) {
   options.vocab_size = f.vocab_size;
   options.min_frequency = f.min_frequency;
   options.limit_alphabet = f.limit_alphabet;
+  FUSELLM_CHECK(!f.spm_rules || options.style == tok::BpeStyle::metaspace, "--spm-rules: only with --style metaspace");
+  options.sentencepiece_rules = f.spm_rules;
+  FUSELLM_CHECK(!f.split_digits || options.style == tok::BpeStyle::byte_level,
+                "--split-digits: only with --style byte-level (--spm-rules splits digits for metaspace)");
+  options.split_digits = f.split_digits;
   const fs::path out(f.out);
   FUSELLM_CHECK(f.force || !fs::exists(out / "tokenizer.json"), "{}: already holds a tokenizer.json; pass --force to overwrite it",
                 out.string());
@@ -63,6 +68,9 @@ cli::Action setup(CLI::App& app) {
   app.add_option("--limit-alphabet", f->limit_alphabet, "metaspace: base characters kept (the rest by byte fallback)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--txt-mode", f->txt_mode, ".txt files: document, line or paragraph")->capture_default_str();
+  app.add_flag("--spm-rules", f->spm_rules,
+               "metaspace: as spm_train for Llama-2 — digits split, letters apart from punctuation, no line breaks in tokens");
+  app.add_flag("--split-digits", f->split_digits, "byte-level: every digit a token of its own (HF Digits pre-tokenizer)");
   app.add_flag("--force", f->force, "overwrite a tokenizer in --out");
   return [f] { return run(*f); };
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cmath>
@@ -246,9 +247,11 @@ EvalSummary run_eval(const EvalOptions& options, const std::vector<LoadedTask>& 
                       return n;
                     }()}};
     if (!run.task->notes().empty()) notes[name] = run.task->notes();
+    const auto metric_names = run.task->metrics();
     const bool norm = name == "arc_easy" || name == "arc_challenge" || name == "hellaswag" || name == "openbookqa";
-    if (name != "bpb")
-      headline[name] = metrics.value(norm ? "acc_norm" : name.rfind("bbh_", 0) == 0 ? "exact_match" : "acc", 0.0);
+    const bool em = std::find(metric_names.begin(), metric_names.end(), "exact_match") != metric_names.end();
+    const bool accuracy = std::find(metric_names.begin(), metric_names.end(), "acc") != metric_names.end();
+    if (em || accuracy) headline[name] = metrics.value(norm ? "acc_norm" : em ? "exact_match" : "acc", 0.0);
   }
   // Group averages, unweighted as in the paper: CS over its five tasks, BBH over the BBH tasks present.
   json groups = json::object();

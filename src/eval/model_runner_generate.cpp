@@ -32,9 +32,36 @@ struct Row {
   size_t request;                          // index into the caller's list
   std::vector<int64_t> prompt, generated;  // token ids
   std::vector<std::vector<int64_t>> stops; // the last ≤ 2 ids of each stop string's encoding
+  std::vector<std::string> text_stops;     // stop_on_text: the stop strings themselves
   int max_new = 0;
   bool truncated = false;
+  size_t prompt_chars = std::string::npos;  // code points of the decoded prompt, once computed
 };
+
+// The continuation as open-instruct decodes it: decode(prompt + generated), special tokens skipped, less
+// the decoded prompt's code points (Python slices by code points). Decoding the whole keeps a metaspace
+// tokenizer's leading-space rule what it is in the full text.
+std::string continuation_text(const tok::Tokenizer& tokenizer, Row& row) {
+  std::vector<int32_t> full32(row.prompt.begin(), row.prompt.end());
+  if (row.prompt_chars == std::string::npos) row.prompt_chars = code_points(tokenizer.decode(full32, true));
+  full32.insert(full32.end(), row.generated.begin(), row.generated.end());
+  const std::string full_text = tokenizer.decode(full32, true);
+  size_t skip = 0;
+  for (size_t seen = 0; skip < full_text.size(); ++skip) {
+    if ((static_cast<unsigned char>(full_text[skip]) & 0xC0) != 0x80) {
+      if (seen == row.prompt_chars) break;
+      ++seen;
+    }
+  }
+  return full_text.substr(skip);
+}
+
+// Byte offset of the earliest stop string in text, npos when none occurs.
+size_t first_stop(const std::string& text, const std::vector<std::string>& stops) {
+  size_t at = std::string::npos;
+  for (const auto& s : stops) at = std::min(at, text.find(s));
+  return at;
+}
 
 }  // namespace
 
@@ -55,6 +82,10 @@ std::vector<Result> ModelRunner::generate_until(const std::vector<const Request*
     if (int64_t(row.prompt.size()) > keep && int64_t(row.prompt.size()) + row.max_new > max_length_) {
       row.prompt.erase(row.prompt.begin(), row.prompt.end() - keep);
       row.truncated = true;
+    }
+    if (request.stop_on_text) {
+      row.text_stops = request.stops;
+      continue;
     }
     for (const auto& s : request.stops) {
       auto ids = widen(tokenizer_.encode_ids(s, false));
@@ -95,6 +126,8 @@ std::vector<Result> ModelRunner::generate_until(const std::vector<const Request*
         row.generated.push_back(next_id[r]);
         bool stopped = next_id[r] == eos_;
         for (const auto& s : row.stops) stopped = stopped || ends_with(row.generated, s);
+        if (!stopped && !row.text_stops.empty())
+          stopped = first_stop(continuation_text(tokenizer_, row), row.text_stops) != std::string::npos;
         if (!stopped && int64_t(row.prompt.size() + row.generated.size()) >= max_length_) {
           row.truncated = true;  // the context is full
           stopped = true;
@@ -136,18 +169,8 @@ std::vector<Result> ModelRunner::generate_until(const std::vector<const Request*
           break;
         }
     generated.resize(cut);
-    std::vector<int32_t> prompt32(row.prompt.begin(), row.prompt.end()), full32 = prompt32;
-    full32.insert(full32.end(), generated.begin(), generated.end());
-    const std::string prompt_text = tokenizer_.decode(prompt32, true), full_text = tokenizer_.decode(full32, true);
-    const size_t chars = code_points(prompt_text);  // Python slices by code points
-    size_t skip = 0;
-    for (size_t seen = 0; skip < full_text.size(); ++skip) {
-      if ((static_cast<unsigned char>(full_text[skip]) & 0xC0) != 0x80) {
-        if (seen == chars) break;
-        ++seen;
-      }
-    }
-    result.text = full_text.substr(skip);
+    result.text = continuation_text(tokenizer_, row);
+    if (!row.text_stops.empty()) result.text = result.text.substr(0, first_stop(result.text, row.text_stops));
   }
   return out;
 }

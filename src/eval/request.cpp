@@ -22,6 +22,7 @@ json Request::to_json() const {
     j["stops"] = stops;
     j["max_new_tokens"] = max_new_tokens;
     j["add_bos"] = add_bos;
+    if (stop_on_text) j["stop_on_text"] = true;  // only when set: earlier cache keys stay valid
   }
   return j;
 }

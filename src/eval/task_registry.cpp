@@ -15,6 +15,7 @@ namespace fusellm::eval {
 void register_commonsense_tasks();
 void register_bbh_tasks();
 void register_perplexity_tasks();
+void register_exact_match_tasks();
 
 namespace {
 std::map<std::string, TaskFactory>& tasks() {
@@ -26,11 +27,35 @@ std::map<std::string, TaskFactory>& registry() {
     register_commonsense_tasks();
     register_bbh_tasks();
     register_perplexity_tasks();
+    register_exact_match_tasks();
     return true;
   }();
   (void)builtin;
   return tasks();
 }
+
+// "base:label" — one more instance of a registered task under its own name, so one run can hold several
+// (bits per byte of three corpora, three question files), each with its own --data and results entry.
+class TaskInstance : public Task {
+ public:
+  TaskInstance(std::unique_ptr<Task> base, std::string name) : base_(std::move(base)), name_(std::move(name)) {}
+  std::string name() const override { return name_; }
+  int version() const override { return base_->version(); }
+  fs::path default_data(const fs::path& shared) const override { return base_->default_data(shared); }
+  std::vector<Doc> load(const fs::path& data) const override { return base_->load(data); }
+  Scores score(const Doc& doc, const std::vector<Result>& results, json& prediction) const override {
+    return base_->score(doc, results, prediction);
+  }
+  std::vector<std::string> metrics() const override { return base_->metrics(); }
+  std::optional<json> aggregate(const std::map<std::string, std::vector<double>>& values) const override {
+    return base_->aggregate(values);
+  }
+  std::vector<std::string> notes() const override { return base_->notes(); }
+
+ private:
+  std::unique_ptr<Task> base_;
+  std::string name_;
+};
 }  // namespace
 
 void register_task(const std::string& name, TaskFactory factory) {
@@ -47,6 +72,13 @@ std::vector<std::string> task_names() {
 std::unique_ptr<Task> make_task(const std::string& name) {
   auto it = registry().find(name);
   if (it != registry().end()) return it->second();
+  const size_t colon = name.find(':');
+  if (colon != std::string::npos && colon > 0) {
+    const std::string label = name.substr(colon + 1);
+    FUSELLM_CHECK(!label.empty() && label.find_first_of(":/\\ ") == std::string::npos,
+                  "--tasks: '{}': the label after ':' must be a non-empty name without ':', '/', '\\' or spaces", name);
+    return std::make_unique<TaskInstance>(make_task(name.substr(0, colon)), name);
+  }
   std::vector<std::string> known = task_names();
   known.insert(known.begin(), {"cs", "bbh"});
   const std::string suggestion = closest_key(name, known);

@@ -2,6 +2,7 @@
 #include "fusellm/tokenizer/bpe_trainer.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <unordered_map>
 
@@ -32,16 +33,33 @@ std::vector<std::string> code_point_strings(const std::string& s) {
 }
 
 // Words as HF's pre-tokenizer of each style cuts them, with their frequencies.
-std::map<std::string, int64_t> count_words(const std::vector<std::string>& texts, BpeStyle style) {
+std::map<std::string, int64_t> count_words(const std::vector<std::string>& texts, const BpeTrainOptions& options) {
   std::map<std::string, int64_t> words;
-  if (style == BpeStyle::byte_level) {
+  if (options.style == BpeStyle::byte_level) {
     const hf::Regex split(kGpt2Pattern, "train-tokenizer: GPT-2 pre-tokenizer");
-    for (const auto& text : texts)
+    const hf::Regex digits("\\p{N}", "train-tokenizer: Digits pre-tokenizer");
+    auto add_words = [&](std::string_view text) {
       for (const auto& [b, e] : split.find_all(text)) {
         std::string mapped;
         for (size_t i = b; i < e; ++i) mapped += byte_to_char(static_cast<uint8_t>(text[i]));
         ++words[mapped];
       }
+    };
+    for (const auto& text : texts) {
+      if (!options.split_digits) {
+        add_words(text);
+        continue;
+      }
+      // HF Digits(individual_digits) before ByteLevel: every numeral (\p{N}) is a piece of its own, the
+      // text between goes through the GPT-2 pattern.
+      size_t start = 0;
+      for (const auto& [b, e] : digits.find_all(text)) {
+        if (b > start) add_words(std::string_view(text).substr(start, b - start));
+        add_words(std::string_view(text).substr(b, e - b));
+        start = e;
+      }
+      if (start < text.size()) add_words(std::string_view(text).substr(start));
+    }
     return words;
   }
   for (const auto& text : texts) {
@@ -55,6 +73,17 @@ std::map<std::string, int64_t> count_words(const std::vector<std::string>& texts
     if (start < s.size()) ++words[s.substr(start)];
   }
   return words;
+}
+
+// Character classes for sentencepiece_rules: merges never join two classes.
+enum class CharClass { space_marker, digit, letter, other };
+CharClass char_class(const std::string& c) {
+  if (c == kMetaspace) return CharClass::space_marker;
+  if (c.size() == 1 && c[0] >= '0' && c[0] <= '9') return CharClass::digit;
+  // ASCII letters and every non-ASCII character (an approximation of "one Unicode script": the scripts of
+  // the corpora here are Latin, with a few accented letters).
+  if (c.size() > 1 || std::isalpha(static_cast<unsigned char>(c[0]))) return CharClass::letter;
+  return CharClass::other;
 }
 
 uint64_t pair_key(int a, int b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
@@ -160,7 +189,7 @@ BpeTrainResult train_bpe(const std::vector<std::string>& texts, const BpeTrainOp
   const bool byte_level = options.style == BpeStyle::byte_level;
   const std::vector<std::string> specials =
       byte_level ? std::vector<std::string>{"<|endoftext|>"} : std::vector<std::string>{"<unk>", "<s>", "</s>"};
-  const std::map<std::string, int64_t> words = count_words(texts, options.style);
+  const std::map<std::string, int64_t> words = count_words(texts, options);
   FUSELLM_CHECK(!words.empty(), "train-tokenizer: the corpus has no text");
 
   // Base symbols: specials, then the 256 bytes (byte-level: as printable characters; metaspace: as
@@ -173,7 +202,8 @@ BpeTrainResult train_bpe(const std::vector<std::string>& texts, const BpeTrainOp
     for (int b = 0; b < 256; ++b) base.push_back(fmt::format("<0x{:02X}>", b));
     std::map<std::string, int64_t> chars;
     for (const auto& [word, count] : words)
-      for (const auto& c : code_point_strings(word)) chars[c] += count;
+      for (const auto& c : code_point_strings(word))
+        if (!options.sentencepiece_rules || (c != "\n" && c != "\r")) chars[c] += count;  // spm: lines
     std::vector<std::pair<std::string, int64_t>> by_count(chars.begin(), chars.end());
     std::stable_sort(by_count.begin(), by_count.end(), [](auto& x, auto& y) { return x.second > y.second; });
     if (int64_t(by_count.size()) > options.limit_alphabet) by_count.resize(size_t(options.limit_alphabet));
@@ -189,13 +219,27 @@ BpeTrainResult train_bpe(const std::vector<std::string>& texts, const BpeTrainOp
   Merger merger(base);
   for (const auto& [word, count] : words) {
     // A character outside the alphabet (metaspace) is byte fallback at encoding time: it splits the word.
+    // With sentencepiece_rules a word is also cut around every digit and where letters meet other
+    // characters; each piece is merged on its own.
     std::vector<int> syms;
+    CharClass piece = CharClass::space_marker;  // the class of the piece so far (▁ takes the next one's)
     for (const auto& c : code_point_strings(word)) {
       const int id = merger.symbol_id(c);
       if (id < int(specials.size())) {  // not in the alphabet (or a special token's text)
         merger.add_word(std::move(syms), count);
         syms.clear();
+        piece = CharClass::space_marker;
         continue;
+      }
+      if (options.sentencepiece_rules) {
+        const CharClass cls = char_class(c);
+        const bool cut = !syms.empty() && (cls == CharClass::digit || piece == CharClass::digit ||
+                                           (piece != CharClass::space_marker && cls != piece));
+        if (cut) {
+          merger.add_word(std::move(syms), count);
+          syms.clear();
+        }
+        piece = cls == CharClass::space_marker && !syms.empty() ? piece : cls;
       }
       syms.push_back(id);
     }
@@ -223,6 +267,9 @@ BpeTrainResult train_bpe(const std::vector<std::string>& texts, const BpeTrainOp
   if (byte_level) {
     const json level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
     t["pre_tokenizer"] = level;
+    if (options.split_digits)
+      t["pre_tokenizer"] = {{"type", "Sequence"},
+                            {"pretokenizers", json::array({{{"type", "Digits"}, {"individual_digits", true}}, level})}};
     t["post_processor"] = level;
     t["decoder"] = level;
     result.tokenizer_config = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"bos_token", "<|endoftext|>"},

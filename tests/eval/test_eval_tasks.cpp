@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "common/error_of.hpp"
 #include "common/sha256.hpp"
 #include "fusellm/eval/py_text.hpp"
 #include "common/test_paths.hpp"
@@ -244,6 +245,61 @@ TEST(EvalErrors, UnknownTasksAndBadRowsAreOneLine) {
   }
   EXPECT_EQ(expand_task_list({"cs", "boolq", "piqa"}),
             (std::vector<std::string>{"arc_easy", "arc_challenge", "boolq", "hellaswag", "openbookqa", "piqa"}));
+}
+
+// The generic exact-match task and named instances of a task ("bpb:atlas", "exact_match:arith"): each its
+// own results entry with its own --data; strict match after stripping; one-line errors.
+TEST(EvalExactMatch, QuestionsFromJsonlScoredStrictly) {
+  const fs::path qa = write_rows("qa", {R"({"prompt": "12 + 3 =", "answer": "15"})",
+                                        R"({"prompt": "Q: Where? A:", "answer": " Norvale ", "stop": ["\n", "."], "max_new_tokens": 5})"});
+  EvalOptions o;
+  o.data["exact_match:sums"] = qa;
+  const auto task = make_task("exact_match:sums");
+  EXPECT_EQ(task->name(), "exact_match:sums");
+  EXPECT_EQ(task->metrics(), std::vector<std::string>{"exact_match"});
+  const auto docs = load_task_docs(*task, o);
+  ASSERT_EQ(docs.size(), 2u);
+  const Request& r0 = docs[0].requests.at(0);
+  EXPECT_EQ(r0.kind, RequestKind::generate_until);
+  EXPECT_EQ(r0.context, "12 + 3 =");
+  EXPECT_EQ(r0.stops, std::vector<std::string>{"\n"});
+  EXPECT_EQ(r0.max_new_tokens, 32);
+  EXPECT_TRUE(r0.stop_on_text);
+  EXPECT_TRUE(r0.add_bos);
+  EXPECT_EQ(docs[1].requests[0].stops, (std::vector<std::string>{"\n", "."}));
+  EXPECT_EQ(docs[1].requests[0].max_new_tokens, 5);
+  // A text stop is part of the request's identity (cache key); the open-instruct kind keeps its old key.
+  Request token_stops = r0;
+  token_stops.stop_on_text = false;
+  EXPECT_NE(token_stops.key(), r0.key());
+  EXPECT_FALSE(token_stops.to_json().contains("stop_on_text"));
+  auto score = [&](size_t doc, const std::string& text) {
+    Result res;
+    res.text = text;
+    json prediction;
+    return task->score(docs[doc], {res}, prediction).at("exact_match");
+  };
+  EXPECT_EQ(score(0, " 15"), 1.0);
+  EXPECT_EQ(score(0, "15 "), 1.0);
+  EXPECT_EQ(score(0, " 150"), 0.0);
+  EXPECT_EQ(score(1, " Norvale"), 1.0);
+  EXPECT_EQ(score(1, " norvale"), 0.0);  // case counts
+}
+
+TEST(EvalExactMatch, TaskInstancesAndErrors) {
+  EXPECT_EQ(make_task("bpb:atlas")->name(), "bpb:atlas");
+  EXPECT_EQ(make_task("bpb:atlas")->metrics(), make_task("bpb")->metrics());
+  EXPECT_EQ(expand_task_list({"bpb:a", "bpb:b", "bpb:a"}), (std::vector<std::string>{"bpb:a", "bpb:b"}));
+  EXPECT_THAT(test::error_of([] { make_task("bpp:atlas"); }), HasSubstr("unknown task 'bpp'"));
+  EXPECT_THAT(test::error_of([] { make_task("bpb:"); }), HasSubstr("the label after ':' must be a non-empty name"));
+  EXPECT_THAT(test::error_of([] { make_task("bpb:a/b"); }), HasSubstr("the label after ':'"));
+  EXPECT_THAT(test::error_of([] { docs_of("exact_match"); }), HasSubstr("pass its questions with --data exact_match[:NAME]=FILE.jsonl"));
+  const fs::path bad = write_rows("qa_bad", {R"({"prompt": "x", "answer": "y"})", R"({"prompt": "x", "answer": 3})"});
+  EXPECT_THAT(test::error_of([&] { docs_of("exact_match", bad); }), HasSubstr(bad.string() + ":2: expected string fields 'prompt' and 'answer'"));
+  const fs::path bad_stop = write_rows("qa_stop", {R"({"prompt": "x", "answer": "y", "stop": [""]})"});
+  EXPECT_THAT(test::error_of([&] { docs_of("exact_match", bad_stop); }), HasSubstr(":1: 'stop' must be a non-empty list of strings"));
+  const fs::path bad_max = write_rows("qa_max", {R"({"prompt": "x", "answer": "y", "max_new_tokens": 0})"});
+  EXPECT_THAT(test::error_of([&] { docs_of("exact_match", bad_max); }), HasSubstr(":1: 'max_new_tokens' must be an integer in [1, 4096]"));
 }
 
 TEST(EvalMetrics, MeanAndStderrAsLmEval) {

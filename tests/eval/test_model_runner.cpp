@@ -236,6 +236,39 @@ TEST(ModelRunner, GreedyGenerationStopsAsOpenInstruct) {
   FAIL() << "no two-token stop string found in " << free_run.text;
 }
 
+// lm-eval's `until` (stop_on_text): a stop string anywhere in the decoded continuation ends generation and
+// cuts the text, even inside a longer token; every stop string tried gives the free run's text cut before
+// the stop's first occurrence, and generation ends at the first token whose text completes it.
+TEST(ModelRunner, TextStopsCutTheDecodedContinuation) {
+  FUSELLM_REQUIRE_SHARED();
+  Stories s(at::kFloat);
+  Request r;
+  r.kind = RequestKind::generate_until;
+  r.context = "Once upon a time";
+  r.max_new_tokens = 60;
+  r.add_bos = true;
+  r.stop_on_text = true;
+  ModelRunner runner(*s.model, *s.tokenizer, RunnerOptions{});
+  const Result free_run = runner.generate_until(r);
+  ASSERT_GT(free_run.text.size(), 20u);
+  size_t tried = 0;
+  // Stops that start mid-token ("e" inside "the"), span tokens ("ne"), or never occur ("#").
+  for (const std::string stop : {"e", "ne", ".", "d t", "#", "\n"}) {
+    r.stops = {stop};
+    const Result stopped = runner.generate_until(r);
+    const size_t at = free_run.text.find(stop);
+    EXPECT_EQ(stopped.text, free_run.text.substr(0, at)) << json(stop).dump();
+    if (at != std::string::npos) {
+      EXPECT_LT(stopped.tokens, free_run.tokens) << json(stop).dump();
+      ++tried;
+    }
+  }
+  EXPECT_GE(tried, 3u);
+  // Several stops: the earliest wins.
+  r.stops = {"#", ".", "e"};
+  EXPECT_EQ(runner.generate_until(r).text, free_run.text.substr(0, std::min(free_run.text.find('.'), free_run.text.find('e'))));
+}
+
 // Batched generation (left-padded prompts of different lengths, rows stopping at different steps: EOS, a
 // stop string, their own max_new_tokens, the context's end) gives every row what it gets alone. float64:
 // the batched matmuls round differently from batch-of-one ones, and a float32 near-tie could flip an argmax.

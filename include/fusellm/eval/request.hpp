@@ -20,6 +20,11 @@ struct Request {
   std::vector<std::string> stops;  // generate_until: stop at the first of these in the decoded text
   int max_new_tokens = 0;          // generate_until
   bool add_bos = false;            // generate_until: prompt tokenized with the tokenizer's BOS (open-instruct)
+  // generate_until: how stops are matched. false = open-instruct's way (BBH): generation stops when the
+  // last ≤ 2 token ids of a stop string's own encoding appear. true = lm-eval's `until`: a stop string
+  // anywhere in the decoded continuation stops it, and the text is cut before the first one — needed where
+  // a tokenizer merges the stop into longer tokens (a metaspace BPE's "]\nprint(").
+  bool stop_on_text = false;
 
   // A stable identity for the on-disk cache: kind, strings and settings, hashed (hex).
   std::string key() const;

@@ -23,6 +23,14 @@ struct BpeTrainOptions {
   int64_t vocab_size = 1024;      // special tokens, base symbols and merges together
   int64_t min_frequency = 2;      // a pair seen fewer times is not merged
   int64_t limit_alphabet = 256;   // metaspace: base characters kept (by frequency); the rest fall back to bytes
+  // metaspace: learn as spm_train does for Llama-2 (split_digits, split_by_unicode_script, one sentence per
+  // line): a digit is always a token of its own, letters never share a token with punctuation or symbols
+  // (a ▁ joins whatever follows it), and line breaks are never in a token (they encode by byte fallback,
+  // Llama-2's <0x0A>). The tokenizer.json has the same form; only the merges differ.
+  bool sentencepiece_rules = false;
+  // byte_level: every digit a token of its own (HF's Digits pre-tokenizer with individual_digits before
+  // ByteLevel, as in DeepSeek's and Qwen's tokenizers): " 27" is "Ġ", "2", "7", as Llama's "▁", "2", "7".
+  bool split_digits = false;
 };
 
 struct BpeTrainResult {
