@@ -1,4 +1,5 @@
-// train_bpe (fusellm train-tokenizer) against HF `tokenizers`: both styles trained on the first 4000 lines
+// train_bpe (fusellm train-tokenizer) against HF `tokenizers`: both styles, plain and with their number /
+// script rules (byte-level --split-digits, metaspace --spm-rules), trained on the first 4000 lines
 // of tiny Shakespeare write exactly the tokenizer.json the fixture was made from (its sha256), and
 // fusellm's encoder gives, on 1251 texts (wikitext, TinyStories, held-out Shakespeare, hand-written
 // Unicode / whitespace cases), the ids PyPI `tokenizers` gave (tests/tokenizer/fixtures/trained_bpe_reference.json, made by
@@ -63,13 +64,16 @@ TEST(BpeTrainer, EncodesAsHfTokenizersOnOverAThousandTexts) {
       ++held_out;
     }
   std::map<std::string, std::pair<BpeTrainResult, fs::path>> trained;
-  for (const std::string style : {"byte-level", "metaspace"}) {
+  // Each style, and each with its number / script rules (--split-digits, --spm-rules).
+  for (const std::string style : {"byte-level", "metaspace", "byte-level-digits", "metaspace-spm"}) {
     BpeTrainOptions o;
-    o.style = style == "byte-level" ? BpeStyle::byte_level : BpeStyle::metaspace;
+    o.style = style.rfind("byte-level", 0) == 0 ? BpeStyle::byte_level : BpeStyle::metaspace;
+    o.split_digits = style == "byte-level-digits";
+    o.sentencepiece_rules = style == "metaspace-spm";
     o.vocab_size = 1000;
     const BpeTrainResult r = train_bpe(train_docs, o);
     const fs::path dir = write_trained(r, style);
-    // FUSELLM_KEEP_TRAINED_BPE=DIR keeps a copy for the fixture's script (DIR/byte-level, DIR/metaspace).
+    // FUSELLM_KEEP_TRAINED_BPE=DIR keeps a copy for the fixture's script (DIR/<style>).
     if (const char* keep = std::getenv("FUSELLM_KEEP_TRAINED_BPE")) {
       fs::create_directories(fs::path(keep) / style);
       for (const char* f : {"tokenizer.json", "tokenizer_config.json"})

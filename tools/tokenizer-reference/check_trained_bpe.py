@@ -3,11 +3,13 @@
 tokenizers `fusellm train-tokenizer` learns (tests/tokenizer/fixtures/trained_bpe_reference.json).
 
   FUSELLM_KEEP_TRAINED_BPE=/tmp/bpe build/tests/test_tokenizer --gtest_filter='BpeTrainer.Encodes*'
-      # (fails on its first run: no fixture yet) writes /tmp/bpe/byte-level and /tmp/bpe/metaspace
-  /tmp/refenv/bin/python tools/tokenizer-reference/check_trained_bpe.py ../shared /tmp/bpe/byte-level \\
-      /tmp/bpe/metaspace tests/tokenizer/fixtures/trained_bpe_reference.json
+      # (fails when the fixture lacks a tokenizer) writes /tmp/bpe/<style> for the four styles below
+  /tmp/refenv/bin/python tools/tokenizer-reference/check_trained_bpe.py ../shared /tmp/bpe \\
+      tests/tokenizer/fixtures/trained_bpe_reference.json
 
-Both were trained (vocabulary 1000) on the non-blank lines among the first 4000 of
+Styles: byte-level, metaspace, byte-level-digits (--split-digits: HF Digits before ByteLevel) and
+metaspace-spm (--spm-rules: digits, letters and other characters never merged together, no line breaks
+in a token). All were trained (vocabulary 1000) on the non-blank lines among the first 4000 of
 ../shared/data/corpus/tinyshakespeare.txt, as `train-tokenizer --txt-mode line` reads them. The texts encoded: the first 600 non-empty lines of wikitext-2-test.txt and of
 tinystories_sample.txt (all it has), 600 of tinyshakespeare.txt after the training lines, plus hand-written ones (Unicode, byte fallback, runs of spaces, tabs, newlines).
 Per tokenizer and text: the sha256 of the ids joined by ","; the ids themselves for the first 40 texts.
@@ -42,12 +44,14 @@ def texts(shared):
 
 
 def main():
-    shared, dirs, out_path = sys.argv[1], sys.argv[2:4], sys.argv[4]
+    shared, root, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
+    styles = ["byte-level", "metaspace", "byte-level-digits", "metaspace-spm"]
+    dirs = [f"{root}/{s}" for s in styles]
     all_texts = texts(shared)
     fixture = {"texts": len(all_texts), "extra": EXTRA, "tokenizers": {}}
     import tokenizers
     fixture["tokenizers_version"] = tokenizers.__version__
-    for style, d in zip(["byte-level", "metaspace"], dirs):
+    for style, d in zip(styles, dirs):
         tok = Tokenizer.from_file(d + "/tokenizer.json")
         raw = open(d + "/tokenizer.json", "rb").read()
         entry = {"tokenizer_json_sha256": hashlib.sha256(raw).hexdigest(), "hashes": [], "ids": []}
@@ -57,7 +61,7 @@ def main():
             if i < 40:
                 entry["ids"].append(ids)
             # Byte-level decoding gives the text back (a special token's text is skipped).
-            assert tok.decode(ids, skip_special_tokens=True) == t or style == "metaspace" or "<|endoftext|>" in t, (style, t)
+            assert tok.decode(ids, skip_special_tokens=True) == t or style.startswith("metaspace") or "<|endoftext|>" in t, (style, t)
         fixture["tokenizers"][style] = entry
         print(style, len(all_texts), "texts")
     json.dump(fixture, open(out_path, "w"), indent=0)
