@@ -1,7 +1,6 @@
 // `fusellm demo` (demo.hpp): the recipe, as the list of fusellm commands the step runner executes. Every
 // number of the recipe is here; docs/demo.md explains each choice and what was measured.
 #include <cmath>
-#include <cstdlib>
 #include <iostream>
 
 #include "fusellm/demo/demo.hpp"
@@ -47,14 +46,13 @@ constexpr int kGeneratorsVersion = 2;
 
 struct Recipe {
   // Bytes of text per domain and split.
-  size_t specialist_bytes = 400000, general_bytes = 40000, continual_bytes = 40000, heldout_bytes = 16000;
+  size_t specialist_bytes = 400000, general_bytes = 40000, continual_bytes = 15000, heldout_bytes = 16000;
   size_t questions = 100;
   int seq = 128, micro_batch = 16;
   int specialist_steps = 200, target_steps = 150, continual_steps = 100;
   double pretrain_lr = 3e-3, continual_lr = 1e-3, min_lr_ratio = 0.1;
   int top_k = 10;
   double lambda = 0.9;
-  int grad_accum = 1;  // continual training
 };
 
 // The same steps on a fraction of the data, for tests of the mechanics (about a minute; numbers meaningless).
@@ -163,16 +161,6 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
 
 DemoOutcome run_demo(const DemoOptions& options) {
   const Recipe r = options.tiny ? tiny_recipe() : Recipe{};
-  const char* recipe_env = std::getenv("FUSELLM_DEMO_RECIPE");  // TEMP: recipe experiments
-  Recipe rr = r;
-  if (recipe_env) {
-    const json j = json::parse(recipe_env);
-    rr.continual_steps = j.value("continual_steps", r.continual_steps);
-    rr.continual_lr = j.value("continual_lr", r.continual_lr);
-    rr.continual_bytes = j.value("continual_bytes", r.continual_bytes);
-    rr.grad_accum = j.value("grad_accum", r.grad_accum);
-  }
-  const_cast<Recipe&>(r) = rr;
   const fs::path out = fs::absolute(options.out_dir).lexically_normal();
   const fs::path data = out / "data", configs = out / "configs", work = out / "work";
   const std::string exe = (options.fusellm.empty() ? fs::path("/proc/self/exe") : options.fusellm).string();
@@ -258,7 +246,6 @@ DemoOutcome run_demo(const DemoOptions& options) {
                 {"train", [&] {
                    json t = train_section(r, r.continual_steps, r.continual_lr, seed, train_dir);
                    t["pack_chunks"] = false;  // one chunk per sequence: MinCE picks a source per sequence
-                   t["grad_accum"] = r.grad_accum;
                    return t;
                  }()}};
   };
