@@ -95,6 +95,19 @@ json mince_choices(const ReportInputs& in, const json& manifest) {
   return counts;
 }
 
+// Trailing mean over `window` steps: per-step losses swing with each batch's domain mix, and both arms see
+// the same batches, so the smoothed curves are what tells them apart.
+std::vector<std::pair<double, double>> smoothed(const std::vector<std::pair<double, double>>& points, size_t window) {
+  std::vector<std::pair<double, double>> out;
+  double sum = 0;
+  for (size_t i = 0; i < points.size(); ++i) {
+    sum += points[i].second;
+    if (i >= window) sum -= points[i - window].second;
+    out.emplace_back(points[i].first, sum / double(std::min(i + 1, window)));
+  }
+  return out;
+}
+
 std::string cell(double v, int precision = 4) { return fmt::format("{:.{}f}", v, precision); }
 
 }  // namespace
@@ -161,12 +174,13 @@ DemoOutcome write_report(const ReportInputs& in) {
     const uint64_t seed = in.train_seeds[i];
     const Curve c = read_curve(in.work / fmt::format("clm-seed{}", seed) / "metrics.jsonl");
     const Curve f = read_curve(in.work / fmt::format("fused-seed{}", seed) / "metrics.jsonl");
-    curves.push_back({"CLM only", "#d62728", c.clm, false, i == 0});
-    curves.push_back({"FuseLLM (CLM term)", "#1f77b4", f.clm, false, i == 0});
-    curves.push_back({"FuseLLM (fusion term)", "#1f77b4", f.fusion, true, i == 0});
+    curves.push_back({"CLM only", "#d62728", smoothed(c.clm, 10), false, i == 0});
+    curves.push_back({"FuseLLM (CLM term)", "#1f77b4", smoothed(f.clm, 10), false, i == 0});
+    curves.push_back({"FuseLLM (fusion term)", "#1f77b4", smoothed(f.fusion, 10), true, i == 0});
   }
   write_file_atomic(report_dir / "training_curves.svg",
-                    svg_line_chart("Continual training of the target (every seed)", "step", "loss (nats / token)", curves));
+                    svg_line_chart("Continual training of the target (every seed, mean of 10 steps)", "step",
+                                                   "loss (nats / token)", curves));
   std::vector<std::string> bar_names, colors = {"#7f7f7f", "#d62728", "#1f77b4", "#2ca02c"};
   bar_names = {"target before", "CLM only (mean)", "FuseLLM (mean)", "the domain's source"};
   std::vector<BarGroup> groups;
