@@ -193,14 +193,20 @@ TEST(ModelRunner, BitsPerByteOfACorpus) {
   EXPECT_NEAR(r["word_perplexity"].get<double>(), std::exp(-ll / words), 1e-9);
 }
 
-TEST(ModelRunner, GreedyGenerationStopsAsOpenInstruct) {
-  FUSELLM_REQUIRE_SHARED();
-  Stories s(at::kFloat);
+// A 60-token greedy generation from a story opening, with the tokenizer's BOS.
+Request once_upon_a_time() {
   Request r;
   r.kind = RequestKind::generate_until;
   r.context = "Once upon a time";
   r.max_new_tokens = 60;
   r.add_bos = true;
+  return r;
+}
+
+TEST(ModelRunner, GreedyGenerationStopsAsOpenInstruct) {
+  FUSELLM_REQUIRE_SHARED();
+  Stories s(at::kFloat);
+  Request r = once_upon_a_time();
   ModelRunner runner(*s.model, *s.tokenizer, RunnerOptions{});
   const Result free_run = runner.generate_until(r);
   // The same greedy tokens as model::generate.
@@ -242,11 +248,7 @@ TEST(ModelRunner, GreedyGenerationStopsAsOpenInstruct) {
 TEST(ModelRunner, TextStopsCutTheDecodedContinuation) {
   FUSELLM_REQUIRE_SHARED();
   Stories s(at::kFloat);
-  Request r;
-  r.kind = RequestKind::generate_until;
-  r.context = "Once upon a time";
-  r.max_new_tokens = 60;
-  r.add_bos = true;
+  Request r = once_upon_a_time();
   r.stop_on_text = true;
   ModelRunner runner(*s.model, *s.tokenizer, RunnerOptions{});
   const Result free_run = runner.generate_until(r);
