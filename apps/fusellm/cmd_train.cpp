@@ -39,6 +39,7 @@ int run(const TrainFlags& f) {
     reducer.bucket_bytes = static_cast<size_t>(cfg.bucket_mb * (1 << 20));
     reducer.overlap = cfg.overlap_comm;
     reducer.device = device;  // NCCL when the model goes to a GPU
+    reducer.reduce_scatter = train::parse_reduce_scatter_emulation(cfg.reduce_scatter, "train.reduce_scatter");
     options.reducer = train::make_process_group_reducer(rank, reducer);
     if (!rank.is_main()) spdlog::set_level(spdlog::level::warn);
   }

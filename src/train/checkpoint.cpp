@@ -44,17 +44,23 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) 
 
 std::string checkpoint_name(int64_t step) { return fmt::format("step-{:08d}", step); }
 
-fs::path save_checkpoint(const fs::path& output_dir, const fs::path& model_source, const io::NamedTensors& weights,
-                         const TrainState& state, int64_t keep_last) {
+fs::path begin_checkpoint(const fs::path& output_dir, int64_t step) {
   const fs::path dir = checkpoints_dir(output_dir);
   fs::create_directories(dir);
   // Leftovers of a save that crashed: never pointed to, safe to drop.
   for (const auto& e : fs::directory_iterator(dir))
     if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path());
-
-  const std::string name = checkpoint_name(state.step);
-  const fs::path tmp = dir / fmt::format(".tmp-{}-{}", name, ::getpid());
+  // One name for every rank of the run: ZeRO ranks write their shards into it (the pid would differ).
+  const fs::path tmp = dir / (".tmp-" + checkpoint_name(step));
   fs::create_directories(tmp / "trainer_state");
+  return tmp;
+}
+
+fs::path save_checkpoint(const fs::path& output_dir, const fs::path& model_source, const io::NamedTensors& weights,
+                         const TrainState& state, int64_t keep_last, const std::optional<fs::path>& begun) {
+  const fs::path dir = checkpoints_dir(output_dir);
+  const std::string name = checkpoint_name(state.step);
+  const fs::path tmp = begun ? *begun : begin_checkpoint(output_dir, state.step);
   for (const char* file : kModelSideFiles)
     if (fs::exists(model_source / file)) write_file_atomic(tmp / file, read_file(model_source / file));
   io::NamedTensors detached;
@@ -62,7 +68,7 @@ fs::path save_checkpoint(const fs::path& output_dir, const fs::path& model_sourc
   for (const auto& [n, t] : weights) detached.emplace_back(n, t.detach());
   io::save_sharded_safetensors(tmp, detached);
 
-  io::save_safetensors(tmp / "trainer_state" / "optimizer.safetensors", state.optimizer);
+  if (state.zero.is_null()) io::save_safetensors(tmp / "trainer_state" / "optimizer.safetensors", state.optimizer);
   if (state.rng_state.defined()) {  // raw bytes: safetensors here holds floating tensors only
     at::Tensor rng = state.rng_state.contiguous();
     write_file_atomic(tmp / "trainer_state" / "rng_cpu.bin",
@@ -70,6 +76,7 @@ fs::path save_checkpoint(const fs::path& output_dir, const fs::path& model_sourc
   }
   json meta = {{"format", "fusellm.train_state"}, {"version", 1}, {"step", state.step},
                {"total_steps", state.total_steps}, {"loader", state.loader_position}, {"config", state.config}};
+  if (!state.zero.is_null()) meta["zero"] = state.zero;
   write_file_atomic(tmp / "trainer_state" / "state.json", meta.dump(2) + "\n");
   maybe_kill_in_save(state.step);
 
@@ -107,8 +114,11 @@ TrainState load_train_state(const fs::path& checkpoint_dir) {
   state.total_steps = meta.at("total_steps").get<int64_t>();
   state.loader_position = meta.at("loader");
   state.config = meta.value("config", json());
-  io::SafetensorsFile file(state_dir / "optimizer.safetensors");
-  for (const auto& info : file.tensors()) state.optimizer.emplace_back(info.name, file.load(info.name));
+  state.zero = meta.value("zero", json());
+  if (state.zero.is_null()) {
+    io::SafetensorsFile file(state_dir / "optimizer.safetensors");
+    for (const auto& info : file.tensors()) state.optimizer.emplace_back(info.name, file.load(info.name));
+  }
   if (fs::exists(state_dir / "rng_cpu.bin")) {
     const std::string bytes = read_file(state_dir / "rng_cpu.bin");
     state.rng_state = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);

@@ -3,14 +3,10 @@
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-// NCCL: CMake saw ProcessGroupNCCL.hpp (FUSELLM_HAS_NCCL); the header is empty unless LibTorch's
-// torch_cuda target exported USE_C10D_NCCL, and it includes <nccl.h>.
-#if defined(FUSELLM_HAS_NCCL) && defined(USE_C10D_NCCL) && __has_include(<nccl.h>)
-#define FUSELLM_NCCL_GROUP 1
-#endif
+
+#include "fusellm/train/nccl_group.hpp"
 #ifdef FUSELLM_NCCL_GROUP
 #include <c10/cuda/CUDAFunctions.h>
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 
 #include <cstdlib>
 #endif
@@ -29,14 +25,17 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 struct Group {
   const char* backend;
   AllReduceLauncher allreduce;
+  std::shared_ptr<Collectives> collectives;  // for ZeRO
 };
 
-Group make_gloo(const c10::intrusive_ptr<c10d::Store>& store, const RankInfo& info, std::chrono::seconds timeout) {
+Group make_gloo(const c10::intrusive_ptr<c10d::Store>& store, const RankInfo& info, std::chrono::seconds timeout,
+                ReduceScatterEmulation emulation) {
   auto options = c10d::ProcessGroupGloo::Options::create();
   options->timeout = timeout;
   options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(info.master_addr));
   auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, info.rank, info.world_size, options);
-  return {"gloo", [group](std::vector<at::Tensor>& t) { return group->allreduce(t); }};
+  return {"gloo", [group](std::vector<at::Tensor>& t) { return group->allreduce(t); },
+          make_gloo_collectives(group, info.rank, info.world_size, emulation)};
 }
 
 #ifdef FUSELLM_NCCL_GROUP
@@ -50,7 +49,8 @@ Group make_nccl(const c10::intrusive_ptr<c10d::Store>& store, const RankInfo& in
   auto options = c10d::ProcessGroupNCCL::Options::create();
   options->timeout = timeout;
   auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, info.rank, info.world_size, options);
-  return {"nccl", [group](std::vector<at::Tensor>& t) { return group->allreduce(t); }};
+  return {"nccl", [group](std::vector<at::Tensor>& t) { return group->allreduce(t); },
+          make_nccl_collectives(group, info.rank, info.world_size)};
 }
 #endif
 
@@ -73,7 +73,7 @@ class ProcessGroupReducerImpl : public ProcessGroupReducer {
         FUSELLM_CHECK(!options.device.is_cuda(),
                       "data parallel: gradients on {} need NCCL, which this LibTorch build lacks",
                       options.device.str());
-        group_ = make_gloo(store_, info, options.timeout);
+        group_ = make_gloo(store_, info, options.timeout, options.reduce_scatter);
       }
     } catch (const Error&) {
       throw;
@@ -104,6 +104,7 @@ class ProcessGroupReducerImpl : public ProcessGroupReducer {
   }
 
   OverlapStats overlap_stats() const override { return overlapped_ ? overlapped_->stats() : OverlapStats{}; }
+  std::shared_ptr<Collectives> collectives() const override { return group_.collectives; }
 
   std::vector<double> sum(std::vector<double> values) override {
     std::vector<at::Tensor> t{at::tensor(values, at::kDouble).to(options_.device)};

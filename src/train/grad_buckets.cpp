@@ -1,9 +1,6 @@
 // Bucketed all-reduce of gradients and its overlap with backward through gradient-accumulator hooks.
 #include "fusellm/train/grad_buckets.hpp"
 
-#include <torch/csrc/autograd/function_hook.h>
-#include <torch/csrc/autograd/variable.h>
-
 #include <unordered_set>
 
 #include "fusellm/util/error.hpp"
@@ -33,22 +30,6 @@ at::Tensor flatten(const std::vector<at::Tensor>& parts) {
   return at::cat(flat);
 }
 
-// The post hook of a gradient accumulator runs after the gradient was added to param.grad(). The hook
-// class is our own (torch's LambdaPostHook changed its signature between 1.13 and 2.x); the signature
-// of FunctionPostHook::operator() is the same in both.
-class GradientFinalHook : public torch::autograd::FunctionPostHook {
- public:
-  explicit GradientFinalHook(std::function<void()> on_final) : on_final_(std::move(on_final)) {}
-  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
-                                            const torch::autograd::variable_list& /*inputs*/) override {
-    on_final_();
-    return outputs;
-  }
-
- private:
-  std::function<void()> on_final_;
-};
-
 }  // namespace
 
 void allreduce_average(const std::vector<at::Tensor>& grads, size_t bucket_bytes, int world_size,
@@ -70,13 +51,7 @@ void allreduce_average(const std::vector<at::Tensor>& grads, size_t bucket_bytes
 OverlappedGradReduce::OverlappedGradReduce(AllReduceLauncher launch, size_t bucket_bytes, int world_size)
     : launch_(std::move(launch)), bucket_bytes_(bucket_bytes), world_size_(world_size) {}
 
-OverlappedGradReduce::~OverlappedGradReduce() { remove_hooks(); }
-
-void OverlappedGradReduce::remove_hooks() {
-  for (size_t i = 0; i < accumulators_.size(); ++i) accumulators_[i]->del_post_hook(hook_keys_[i]);
-  accumulators_.clear();
-  hook_keys_.clear();
-}
+OverlappedGradReduce::~OverlappedGradReduce() { hooks_.remove(); }
 
 void OverlappedGradReduce::begin(const std::vector<at::Tensor>& params) {
   // Reverse order without duplicates (a tensor listed twice has one accumulator and one gradient).
@@ -87,19 +62,12 @@ void OverlappedGradReduce::begin(const std::vector<at::Tensor>& params) {
   bool same = order.size() == params_.size();
   for (size_t i = 0; same && i < order.size(); ++i) same = order[i].is_same(params_[i]);
   if (!same) {
-    remove_hooks();
     params_ = std::move(order);
     buckets_ = plan_buckets(params_, bucket_bytes_);
     bucket_of_.assign(params_.size(), 0);
     for (size_t b = 0; b < buckets_.size(); ++b)
       for (size_t i = buckets_[b].first; i < buckets_[b].second; ++i) bucket_of_[i] = b;
-    for (size_t i = 0; i < params_.size(); ++i) {
-      FUSELLM_CHECK(params_[i].is_leaf(), "gradient all-reduce: parameter {} is not a leaf tensor", i);
-      auto accumulator = torch::autograd::impl::grad_accumulator(params_[i]);
-      hook_keys_.push_back(accumulator->add_post_hook(
-          std::make_unique<GradientFinalHook>([this, i] { on_gradient_final(i); })));
-      accumulators_.push_back(std::move(accumulator));
-    }
+    hooks_.install(params_, [this](size_t i) { on_gradient_final(i); });
   }
   std::lock_guard<std::mutex> lock(mutex_);
   final_.assign(params_.size(), 0);

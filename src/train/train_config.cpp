@@ -27,7 +27,7 @@ json TrainConfig::to_json() const {
               {"activation_checkpointing", activation_checkpointing},
               {"max_chunks", max_chunks}, {"dist_timeout_s", dist_timeout_s},
               {"bucket_mb", bucket_mb}, {"overlap_comm", overlap_comm}, {"precision", precision},
-              {"peak_tflops", peak_tflops}};
+              {"peak_tflops", peak_tflops}, {"zero_stage", zero_stage}, {"reduce_scatter", reduce_scatter}};
 }
 
 namespace {
@@ -36,7 +36,8 @@ const std::vector<std::string> kKnownKeys = {
     "lr", "betas", "eps", "weight_decay", "schedule", "warmup_ratio", "warmup_steps", "min_lr_ratio", "clip",
     "epochs", "max_steps", "micro_batch", "grad_accum", "max_length", "restart_positions", "document_mask", "pack_chunks", "seed",
     "save_every", "keep_last", "log_every", "output_dir", "activation_checkpointing", "max_chunks",
-    "dist_timeout_s", "bucket_mb", "overlap_comm", "precision", "peak_tflops"};
+    "dist_timeout_s", "bucket_mb", "overlap_comm", "precision", "peak_tflops",
+    "zero_stage", "reduce_scatter"};
 
 // Reads keys one by one, recording a problem instead of throwing so all of them are reported together.
 struct Reader {
@@ -115,6 +116,10 @@ TrainConfig parse_train_config(const json& section, const std::string& source, c
   r.read("dist_timeout_s", cfg.dist_timeout_s, positive, "an integer > 0");
   r.read("bucket_mb", cfg.bucket_mb, positive, "a number > 0 (MiB)");
   r.read("overlap_comm", cfg.overlap_comm, [](bool) { return true; }, "a boolean");
+  r.read("zero_stage", cfg.zero_stage, [](int64_t v) { return v >= 0 && v <= 2; },
+         "0 (replicated), 1 (optimizer state sharded) or 2 (and gradients)");
+  r.read("reduce_scatter", cfg.reduce_scatter,
+         [](const std::string& s) { return s == "reduce" || s == "allreduce"; }, "'reduce' or 'allreduce'");
   r.read("peak_tflops", cfg.peak_tflops, non_negative, "a number >= 0 (0 = known GPUs by name)");
   r.read("precision", cfg.precision,
          [](const std::string& s) { return s == "fp32" || s == "bf16" || s == "fp64" || s == "auto"; },

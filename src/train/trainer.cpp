@@ -5,6 +5,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,6 +19,8 @@
 #include "fusellm/train/flops.hpp"
 #include "fusellm/train/optimizer.hpp"
 #include "fusellm/train/precision.hpp"
+#include "fusellm/train/sharded_state.hpp"
+#include "fusellm/train/zero.hpp"
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/log.hpp"
 #include "fusellm/util/progress.hpp"
@@ -64,13 +67,36 @@ Trainer::Trainer(TrainerOptions options, std::unique_ptr<model::CausalLM> model,
     if (!at::isFloatingType(t.scalar_type())) continue;
     t = t.detach().clone().requires_grad_(true);
     named.emplace_back(name, t);
-    params_.push_back(t);
   }
-  optimizer_ = std::make_unique<AdamW>(named, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
+  if (cfg.zero_stage > 0) {
+    std::shared_ptr<Collectives> collectives =
+        opt_.reducer ? opt_.reducer->collectives() : make_single_process_collectives();
+    FUSELLM_CHECK(collectives, "train.zero_stage {}: this gradient reducer has no reduce-scatter", cfg.zero_stage);
+    const Precision precision = resolve_precision(cfg.precision, model_->device());
+    ZeroOptions zo;
+    zo.stage = static_cast<int>(cfg.zero_stage);
+    zo.bucket_bytes = static_cast<size_t>(cfg.bucket_mb * (1 << 20));
+    zo.overlap = cfg.overlap_comm;
+    zo.master_dtype = master_dtype(precision);
+    // bf16 training keeps a bf16 replica to compute with and fp32 master weights only for the owned chunks.
+    zo.param_dtype = precision == Precision::Bf16 ? at::kBFloat16 : zo.master_dtype;
+    zo.beta1 = cfg.beta1;
+    zo.beta2 = cfg.beta2;
+    zo.eps = cfg.eps;
+    zo.weight_decay = cfg.weight_decay;
+    zero_ = std::make_unique<ZeroOptimizer>(model_->parameters(), collectives, zo);
+    if (!opt_.reducer || opt_.reducer->rank() == 0) spdlog::info("train: {}", zero_->describe());
+  } else {
+    optimizer_ = std::make_unique<AdamW>(named, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
+  }
+  for (auto& [name, t] : model_->parameters())
+    if (t.requires_grad()) params_.push_back(t);
   flops_per_token_ = training_flops_per_token(matmul_parameters(*model_), model_->config(), cfg.max_length);
   peak_flops_ = peak_flops(model_->device(), cfg.peak_tflops);
   total_steps_ = cfg.max_steps > 0 ? cfg.max_steps : cfg.epochs * source_->steps_per_epoch(cfg.global_batch(world));
 }
+
+Trainer::~Trainer() = default;
 
 namespace {
 
@@ -104,13 +130,21 @@ void Trainer::restore() {
   FUSELLM_CHECK(state.total_steps == total_steps_,
                 "{}: the checkpoint was made for {} total steps, this run has {}: the config or data changed",
                 latest->string(), state.total_steps, total_steps_);
-  auto reader = io::open_checkpoint(*latest);
-  at::NoGradGuard no_grad;
-  for (auto& [name, t] : model_->parameters()) {
-    if (!t.requires_grad()) continue;
-    t.copy_(reader->load(name, {}));
+  const std::unique_ptr<OptimizerStateSource> saved = open_optimizer_state(*latest, state);
+  if (zero_) {
+    zero_->load_state(*saved, state.step);  // master weights too; then all-gathered into the parameters
+  } else {
+    auto reader = io::open_checkpoint(*latest);
+    at::NoGradGuard no_grad;
+    io::NamedTensors moments;
+    for (auto& [name, t] : model_->parameters()) {
+      if (!t.requires_grad()) continue;
+      t.copy_(reader->load(name, {}));
+      for (const char* kind : {"exp_avg", "exp_avg_sq"})  // from full tensors or ZeRO shards alike
+        moments.emplace_back(std::string(kind) + "." + name, saved->read(kind, name, 0, t.numel()).view(t.sizes()));
+    }
+    optimizer_->load_state(moments, state.step, latest->string());
   }
-  optimizer_->load_state(state.optimizer, state.step, latest->string());
   source_->restore(state.loader_position);
   if (state.rng_state.defined()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();  // shares the default generator
@@ -122,19 +156,42 @@ void Trainer::restore() {
 }
 
 void Trainer::save(int64_t step) {
+  const bool main_rank = !opt_.reducer || opt_.reducer->rank() == 0;
   TrainState state;
   state.step = step;
   state.total_steps = total_steps_;
   state.loader_position = source_->position();
   state.config = opt_.config.to_json();
-  state.optimizer = optimizer_->state_tensors();
   state.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+  std::optional<fs::path> begun;
+  if (zero_) {  // every rank writes its shard into rank 0's temp directory, then rank 0 completes it
+    const int rank = opt_.reducer ? opt_.reducer->rank() : 0, world = opt_.reducer ? opt_.reducer->world_size() : 1;
+    if (main_rank) begun = begin_checkpoint(opt_.config.output_dir, step);
+    if (opt_.reducer) opt_.reducer->barrier();
+    const fs::path tmp = opt_.config.output_dir / "checkpoints" / (".tmp-" + checkpoint_name(step));
+    write_zero_shard(tmp, *zero_, rank, world);
+    if (opt_.reducer) opt_.reducer->barrier();
+    if (!main_rank) return;
+    state.zero = zero_manifest(tmp, zero_->stage(), world);
+  } else {
+    state.optimizer = optimizer_->state_tensors();
+  }
   fs::path dir = save_checkpoint(opt_.config.output_dir, opt_.model_dir, model_->parameters(), state,
-                                 opt_.config.keep_last);
+                                 opt_.config.keep_last, begun);
   spdlog::info("saved checkpoint {}", dir.string());
 }
 
 namespace {
+
+struct StepMemory {
+  int64_t optimizer_bytes = 0, gradient_bytes = 0, comm_peak_bytes = 0;
+};
+
+int64_t peak_rss_bytes() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
 
 // Positions whose next token is a label (what the CLM mean and the fusion term average over).
 int64_t predicted_tokens(const TrainBatch& batch) {
@@ -181,28 +238,47 @@ StepMetrics Trainer::train_step(int64_t step) {
       at::Tensor hidden = model_->forward_hidden(args);
       parts = loss_(*model_, hidden, batch);
     }
-    if (opt_.reducer && k + 1 == cfg.grad_accum) opt_.reducer->begin_last_backward(params_);
+    if (zero_) {
+      zero_->begin_backward(k + 1 == cfg.grad_accum);
+    } else if (opt_.reducer && k + 1 == cfg.grad_accum) {
+      opt_.reducer->begin_last_backward(params_);
+    }
     // × world: the reducer averages gradients over ranks, and the share is of the global token count.
     (parts.total * (share * static_cast<double>(world))).backward();
+    if (zero_) zero_->end_backward();
     loss_sum += parts.total.item<double>() * share;
     clm_sum += parts.clm * share;
     fusion_sum += parts.fusion * share;
     tokens += static_cast<double>(batch.tokens());
   }
   if (opt_.reducer) {
-    opt_.reducer->finish(params_);
+    if (!zero_) opt_.reducer->finish(params_);
     const std::vector<double> summed = opt_.reducer->sum({loss_sum, clm_sum, fusion_sum, tokens});
     loss_sum = summed[0];
     clm_sum = summed[1];
     fusion_sum = summed[2];
     tokens = summed[3];
   }
-  const double grad_norm = clip_grad_norm(params_, cfg.clip);
+  const double grad_norm = zero_ ? zero_->clip_grad_norm(cfg.clip) : clip_grad_norm(params_, cfg.clip);
   const double lr = scheduled_lr(cfg, step, total_steps_);
-  optimizer_->step(lr);
-  optimizer_->zero_grad();
+  StepMemory memory;
+  if (zero_) {
+    zero_->step(lr);
+    const ZeroMemory z = zero_->memory();
+    memory = {z.optimizer_bytes, z.gradient_bytes, z.comm_peak_bytes};
+  } else {
+    for (const auto& p : params_)
+      if (p.grad().defined()) memory.gradient_bytes += static_cast<int64_t>(p.grad().nbytes());
+    for (const auto& [name, t] : optimizer_->state_tensors()) memory.optimizer_bytes += static_cast<int64_t>(t.nbytes());
+    optimizer_->step(lr);
+    optimizer_->zero_grad();
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   StepMetrics m{step + 1, loss_sum, clm_sum, fusion_sum, lr, grad_norm, tokens / std::max(seconds, 1e-9), tokens};
+  m.optimizer_bytes = memory.optimizer_bytes;
+  m.gradient_bytes = memory.gradient_bytes;
+  m.comm_peak_bytes = memory.comm_peak_bytes;
+  m.peak_rss_bytes = peak_rss_bytes();
   m.tflops = flops_per_token_ * m.tokens_per_s / static_cast<double>(world) / 1e12;
   if (peak_flops_) m.mfu = m.tflops * 1e12 / *peak_flops_;
   return m;
@@ -236,22 +312,25 @@ std::vector<StepMetrics> Trainer::run() {
     done.push_back(m);
     if (progress) progress->add(1, static_cast<uint64_t>(m.tokens));
     maybe_kill_at_step(m.step);
+    const bool last = m.step == total_steps_;
+    const bool save_now = (cfg.save_every > 0 && m.step % cfg.save_every == 0) || last;
     if (!main_rank) {
-      if (opt_.reducer && ((cfg.save_every > 0 && m.step % cfg.save_every == 0) || m.step == total_steps_))
-        opt_.reducer->barrier();  // wait for rank 0's checkpoint so no rank races ahead of a save
+      if (save_now && zero_) save(m.step);  // its shard
+      if (save_now && opt_.reducer) opt_.reducer->barrier();  // wait for rank 0's checkpoint so no rank races ahead
       continue;
     }
-    const bool last = m.step == total_steps_;
     json line = {{"step", m.step}, {"epoch", source_->epoch()}, {"loss", m.loss}, {"clm", m.clm},
                  {"fusion", m.fusion}, {"lr", m.lr}, {"grad_norm", m.grad_norm}, {"tokens_per_s", m.tokens_per_s},
-                 {"tflops", m.tflops}, {"mfu", m.mfu >= 0 ? json(m.mfu) : json()}};
+                 {"tflops", m.tflops}, {"mfu", m.mfu >= 0 ? json(m.mfu) : json()},
+                 {"optimizer_bytes", m.optimizer_bytes}, {"gradient_bytes", m.gradient_bytes},
+                 {"comm_peak_bytes", m.comm_peak_bytes}, {"peak_rss_bytes", m.peak_rss_bytes}};
     metrics << line.dump() << "\n";
     metrics.flush();
     if (m.step % cfg.log_every == 0 || last)
       spdlog::info("step {}/{} loss {:.4f} clm {:.4f} fusion {:.4f} lr {:.3e} grad_norm {:.3f} {:.0f} tok/s {:.3g} "
                    "TFLOP/s{}", m.step, total_steps_, m.loss, m.clm, m.fusion, m.lr, m.grad_norm, m.tokens_per_s,
                    m.tflops, m.mfu >= 0 ? fmt::format(" MFU {:.1f}%", 100 * m.mfu) : std::string());
-    if ((cfg.save_every > 0 && m.step % cfg.save_every == 0) || last) {
+    if (save_now) {
       save(m.step);
       if (opt_.reducer) opt_.reducer->barrier();
     }

@@ -29,27 +29,7 @@ using testing::HasSubstr;
 using test::Exit;
 const auto run_cli = test::run_cli_env;
 
-struct Fixture {
-  fs::path dir, corpus, chunks;
-  explicit Fixture(const std::string& name) : dir(test::scratch_dir(name)) {
-    corpus = test::write_small_corpus(dir, 6000);
-    chunks = dir / "chunks";
-    auto tokenizer = tok::load_tokenizer(test::stories_model_dir());
-    test::make_chunk_dataset(chunks, corpus, *tokenizer, 64, true, true);
-  }
-  // A config whose train section is `train` plus output_dir = dir/<name>.
-  std::string config(const std::string& name, json train) const {
-    train["output_dir"] = (dir / name).string();
-    json c = {{"models", json::array({{{"name", "stories"}, {"path", test::stories_model_dir().string()},
-                                       {"role", "target"}}})},
-              {"data", {{"corpus", corpus.string()}, {"txt_mode", "separator"}, {"chunk_dir", chunks.string()},
-                        {"max_length", 64}}},
-              {"train", train}};
-    const fs::path file = dir / (name + ".json");
-    std::ofstream(file) << c.dump(2) << "\n";
-    return file.string();
-  }
-};
+using Fixture = test::TrainFixture;
 
 json base_train() {
   return {{"lr", 3e-3}, {"warmup_steps", 2}, {"max_steps", 12}, {"micro_batch", 2}, {"grad_accum", 2},

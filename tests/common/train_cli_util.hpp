@@ -7,13 +7,40 @@
 #include <string>
 #include <vector>
 
+#include <fstream>
+
 #include "common/free_port.hpp"
 #include "common/run_cli.hpp"
+#include "common/test_paths.hpp"
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/util/fs.hpp"
 #include "fusellm/util/json.hpp"
+#include "teacher/infer_test_util.hpp"
 
 namespace fusellm::test {
+
+// A small corpus chunked for stories260K, and experiment configs training stories260K on it.
+struct TrainFixture {
+  fs::path dir, corpus, chunks;
+  explicit TrainFixture(const std::string& name) : dir(scratch_dir(name)) {
+    corpus = write_small_corpus(dir, 6000);
+    chunks = dir / "chunks";
+    auto tokenizer = tok::load_tokenizer(stories_model_dir());
+    make_chunk_dataset(chunks, corpus, *tokenizer, 64, true, true);
+  }
+  // A config whose train section is `train` plus output_dir = dir/<name>.
+  std::string config(const std::string& name, json train) const {
+    train["output_dir"] = (dir / name).string();
+    json c = {{"models", json::array({{{"name", "stories"}, {"path", stories_model_dir().string()},
+                                       {"role", "target"}}})},
+              {"data", {{"corpus", corpus.string()}, {"txt_mode", "separator"}, {"chunk_dir", chunks.string()},
+                        {"max_length", 64}}},
+              {"train", train}};
+    const fs::path file = dir / (name + ".json");
+    std::ofstream(file) << c.dump(2) << "\n";
+    return file.string();
+  }
+};
 
 // One metrics.jsonl line per step, in order.
 inline std::vector<json> metric_lines(const fs::path& run_dir) {
@@ -64,14 +91,16 @@ inline std::vector<std::string> train_args(const std::string& config, bool resum
 // Starts `fusellm train --config config` as `world` ranks with torchrun's environment and waits for all;
 // returns each rank's exit. Logs go to log_dir/<name>_rank<r>.log.
 inline std::vector<Exit> run_ranks(const std::string& config, int world, const fs::path& log_dir,
-                                   const std::string& name) {
+                                   const std::string& name, bool resume = false,
+                                   const std::vector<std::string>& extra_env = {}) {
   const std::string port = "MASTER_PORT=" + std::to_string(free_port());
   std::vector<pid_t> pids;
-  for (int r = 0; r < world; ++r)
-    pids.push_back(spawn_cli(train_args(config),
-                             {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r),
-                              "WORLD_SIZE=" + std::to_string(world), "MASTER_ADDR=127.0.0.1", port},
-                             log_dir / (name + "_rank" + std::to_string(r) + ".log")));
+  for (int r = 0; r < world; ++r) {
+    std::vector<std::string> env = {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r),
+                                    "WORLD_SIZE=" + std::to_string(world), "MASTER_ADDR=127.0.0.1", port};
+    env.insert(env.end(), extra_env.begin(), extra_env.end());
+    pids.push_back(spawn_cli(train_args(config, resume), env, log_dir / (name + "_rank" + std::to_string(r) + ".log")));
+  }
   std::vector<Exit> exits;
   for (int r = 0; r < world; ++r)
     exits.push_back(wait_cli(pids[size_t(r)], log_dir / (name + "_rank" + std::to_string(r) + ".log")));

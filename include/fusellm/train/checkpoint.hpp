@@ -19,14 +19,21 @@ struct TrainState {
   int64_t total_steps = 0;
   json loader_position;
   json config;               // the train config the run used (informational)
-  io::NamedTensors optimizer;  // AdamW::state_tensors()
+  io::NamedTensors optimizer;  // AdamW::state_tensors(); empty when the state is sharded
+  json zero;                   // ZeRO: stage, world_size and the shards (sharded_state.hpp); null otherwise
   at::Tensor rng_state;      // CPU generator state (uint8)
 };
 
-// Saves the checkpoint for state.step and rotates old ones (keep_last > 0 keeps that many).
-// `model_source` is the directory config.json and tokenizer files are copied from.
+// Drops what crashed saves left and creates the temp directory of the checkpoint for `step`, into
+// which ZeRO ranks write their shards before rank 0 completes it with save_checkpoint.
+fs::path begin_checkpoint(const fs::path& output_dir, int64_t step);
+
+// Saves the checkpoint for state.step (into `begun` when begin_checkpoint made it already) and rotates
+// old ones (keep_last > 0 keeps that many). `model_source` is the directory config.json and tokenizer
+// files are copied from.
 fs::path save_checkpoint(const fs::path& output_dir, const fs::path& model_source,
-                         const io::NamedTensors& weights, const TrainState& state, int64_t keep_last);
+                         const io::NamedTensors& weights, const TrainState& state, int64_t keep_last,
+                         const std::optional<fs::path>& begun = std::nullopt);
 
 // The directory `latest` points to, or nullopt when there is no checkpoint.
 std::optional<fs::path> latest_checkpoint(const fs::path& output_dir);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 
+#include "fusellm/train/collectives.hpp"
 #include "fusellm/train/grad_buckets.hpp"
 #include "fusellm/train/trainer.hpp"
 #include "fusellm/util/dist_env.hpp"
@@ -19,6 +20,7 @@ struct ReducerOptions {
   size_t bucket_bytes = 25u << 20;
   bool overlap = true;           // all-reduce buckets while backward still runs
   at::Device device = at::kCPU;  // where the gradients live: a CUDA device selects NCCL (when built with it)
+  ReduceScatterEmulation reduce_scatter = ReduceScatterEmulation::ReducePerOwner;  // Gloo only (ZeRO)
 };
 
 class ProcessGroupReducer : public GradientReducer {

@@ -7,7 +7,6 @@
 // parameter order (backward produces the last layers' gradients first) and start strictly in bucket
 // order: every rank must issue the same collectives in the same order.
 #include <c10/util/intrusive_ptr.h>
-#include <torch/csrc/autograd/function.h>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 
 #include <cstdint>
@@ -17,6 +16,8 @@
 #include <mutex>
 #include <utility>
 #include <vector>
+
+#include "fusellm/train/grad_hooks.hpp"
 
 namespace fusellm::train {
 
@@ -58,7 +59,6 @@ class OverlappedGradReduce {
   void on_gradient_final(size_t param_index);  // from the autograd engine's thread
   void launch_ready_buckets(bool in_backward);  // with mutex_ held
   void launch(size_t bucket, bool in_backward);
-  void remove_hooks();
 
   AllReduceLauncher launch_;
   size_t bucket_bytes_;
@@ -68,8 +68,7 @@ class OverlappedGradReduce {
   std::vector<at::Tensor> params_;
   std::vector<std::pair<size_t, size_t>> buckets_;
   std::vector<size_t> bucket_of_;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // the variables hold them only weakly
-  std::vector<uintptr_t> hook_keys_;
+  GradientFinalHooks hooks_;
 
   // State of the current step.
   mutable std::mutex mutex_;

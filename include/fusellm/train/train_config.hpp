@@ -44,6 +44,12 @@ struct TrainConfig {
   double peak_tflops = 0;      // the device's peak for MFU; 0 = known GPUs by name, else MFU not reported
   double bucket_mb = 25;       // data parallel: gradients per all-reduce, in MiB
   bool overlap_comm = true;    // data parallel: all-reduce gradient buckets while backward still runs
+  // ZeRO (train/zero.hpp): 0 = every rank holds all optimizer state and gradients; 1 = optimizer state
+  // sharded over the ranks; 2 = gradients too (what the paper's DeepSpeed run used).
+  int64_t zero_stage = 0;
+  // How Gloo (which has no reduce-scatter) emulates it for ZeRO: "reduce" (one reduce per owner) or
+  // "allreduce" (all-reduce, keep the owned slice). NCCL uses its own.
+  std::string reduce_scatter = "reduce";
   // "fp32" | "bf16" (autocast, fp32 master weights) | "fp64" (numerics checks) | "auto" (bf16 on CUDA)
   std::string precision = "auto";
 

@@ -14,6 +14,9 @@
 
 namespace fusellm::train {
 
+class Collectives;
+class ZeroOptimizer;
+
 struct LossParts {
   at::Tensor total;   // what backward runs on
   double clm = 0, fusion = 0;
@@ -49,6 +52,8 @@ class GradientReducer {
   // Element-wise sums over ranks in one collective (token counts, metrics).
   virtual std::vector<double> sum(std::vector<double> values) = 0;
   virtual void barrier() = 0;
+  // Reduce-scatter and all-gather over the same group, for ZeRO (train/zero.hpp); null when absent.
+  virtual std::shared_ptr<Collectives> collectives() const { return nullptr; }
 };
 
 struct StepMetrics {
@@ -57,6 +62,9 @@ struct StepMetrics {
   double tokens;  // over all ranks
   double tflops = 0;  // model TFLOP/s per device (train/flops.hpp)
   double mfu = -1;    // model FLOPs utilization, −1 when the device's peak is unknown
+  // Bytes this rank holds at the end of the step: optimizer state (moments, and master weights where they
+  // are a copy), gradients (full, or ZeRO-2's partition), and the process's peak resident set so far.
+  int64_t optimizer_bytes = 0, gradient_bytes = 0, comm_peak_bytes = 0, peak_rss_bytes = 0;
 };
 
 struct TrainerOptions {
@@ -69,6 +77,7 @@ struct TrainerOptions {
 
 class Trainer {
  public:
+  ~Trainer();
   Trainer(TrainerOptions options, std::unique_ptr<model::CausalLM> model, std::unique_ptr<TrainBatchSource> source,
           LossFn loss);
   // Runs to the end (or from the latest checkpoint with resume); returns the metrics of every step run.
@@ -84,7 +93,8 @@ class Trainer {
   std::unique_ptr<model::CausalLM> model_;
   std::unique_ptr<TrainBatchSource> source_;
   LossFn loss_;
-  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<AdamW> optimizer_;     // ZeRO-0
+  std::unique_ptr<ZeroOptimizer> zero_;  // ZeRO-1/2
   std::vector<at::Tensor> params_;
   int64_t total_steps_ = 0, start_step_ = 0;
   double flops_per_token_ = 0;        // for MFU
