@@ -196,5 +196,24 @@ TEST(ZeroCli, ResumesAtAnotherWorldSize) {
   EXPECT_TRUE(named) << exits[1].output;
 }
 
+// `fusellm plan` on the paper's config (Llama-2 7B's config.json shipped in configs/models): fits on
+// 8 × A100-40GB with ZeRO-2, does not with ZeRO-0; a model type without a formula is one clear line.
+TEST(ZeroCli, PlanSaysWhetherThePaperSetupFits) {
+  const std::string config = (fs::path(FUSELLM_SOURCE_DIR) / "configs" / "fusellm-paper.json").string();
+  const std::string model = (fs::path(FUSELLM_SOURCE_DIR) / "configs" / "models" / "llama-2-7b").string();
+  const auto z2 = test::run_cli("plan --config " + config + " --model " + model + " --tokens 1.8e9");
+  ASSERT_EQ(z2.status, 0) << z2.output;
+  EXPECT_THAT(z2.output, HasSubstr("P = 6738415616"));
+  EXPECT_THAT(z2.output, HasSubstr("ZeRO-2"));
+  EXPECT_THAT(z2.output, HasSubstr("fits on a 39.39 GiB device"));
+  EXPECT_THAT(z2.output, HasSubstr("DeepSpeed estimate_zero2 (2P + 18P/N):          26.67 GiB"));
+  const auto z0 = test::run_cli("plan --config " + config + " --model " + model + " --zero-stage 0");
+  ASSERT_EQ(z0.status, 0) << z0.output;
+  EXPECT_THAT(z0.output, HasSubstr("does not fit on a 39.39 GiB device"));
+  const auto missing = test::run_cli("plan --config " + config);
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_THAT(missing.output, HasSubstr("no config.json"));
+}
+
 }  // namespace
 }  // namespace fusellm
