@@ -2,6 +2,7 @@
 # Installs every system dependency of fusellm from Debian's archive. Idempotent and non-interactive:
 # packages already present are left alone, and apt runs only when something is missing.
 set -euo pipefail
+if [ "${1:-}" = "--cuda" ]; then exec "$(dirname "$0")/setup-cuda.sh"; fi
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
