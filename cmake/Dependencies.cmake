@@ -33,7 +33,25 @@ if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES OR CUDA_FOUND)
     target_compile_definitions(fusellm_torch INTERFACE FUSELLM_HAS_NCCL=1)
   endif()
 endif()
-message(STATUS "fusellm: LibTorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}; CUDA ${FUSELLM_HAS_CUDA}")
+# PyPI's LibTorch 2.x ships its own {fmt} (11.x) in its include directory, which comes before the system's
+# on the command line; Debian's spdlog 1.10 is written against Debian's {fmt} 9 (fmt::basic_runtime) and
+# does not compile with 11. A directory holding only a link to the system's fmt/ goes first with -I, so
+# every translation unit sees one {fmt}: the one spdlog and the Debian libraries were built with.
+foreach(_dir ${TORCH_INCLUDE_DIRS})
+  if(EXISTS "${_dir}/fmt/core.h" AND EXISTS "/usr/include/fmt/core.h" AND NOT _dir STREQUAL "/usr/include")
+    set(_fmt_shim "${CMAKE_BINARY_DIR}/system-fmt")
+    file(MAKE_DIRECTORY "${_fmt_shim}")
+    file(CREATE_LINK "/usr/include/fmt" "${_fmt_shim}/fmt" SYMBOLIC)
+    target_include_directories(fusellm_deps BEFORE INTERFACE "${_fmt_shim}")
+    message(STATUS "fusellm: LibTorch's bundled {fmt} shadowed by the system's (${_fmt_shim})")
+    break()
+  endif()
+endforeach()
+set(_nccl "not found")
+if(FUSELLM_NCCL_HEADER)
+  set(_nccl "found")
+endif()
+message(STATUS "fusellm: LibTorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}; CUDA ${FUSELLM_HAS_CUDA} ${CUDAToolkit_VERSION}; NCCL process group ${_nccl}")
 
 # libsentencepiece is used only as an independent reference in the tokenizer tests, never linked into
 # the library: Debian's build carries its own protobuf 3.14 runtime, which crashes any process that

@@ -20,7 +20,7 @@ struct PlanFlags {
   std::optional<int64_t> micro_batch, grad_accum, seq;
   std::optional<bool> checkpointing;
   bool no_flash = false;
-  std::optional<double> device_gib, peak_tflops;
+  std::optional<double> device_gib, peak_tflops, reserve_gib;
   double mfu = 0.4, tokens = 0;
 };
 
@@ -74,6 +74,7 @@ int run(const PlanFlags& f) {
   if (f.sources) in.fused_sources = *f.sources;
   if (!f.precision.empty()) in.precision = f.precision;
   in.flash_attention = !f.no_flash;
+  if (f.reserve_gib) in.reserve_gib = *f.reserve_gib;
   in.mfu = f.mfu;
   in.tokens = f.tokens;
   const train::PlanResult r = train::plan_memory(in);
@@ -97,6 +98,9 @@ cli::Action setup(CLI::App& app) {
   app.add_option("--gpu", f->gpu, "a100-40gb (default), a100-80gb, h100-80gb, h200");
   app.add_option("--device-gib", f->device_gib, "usable device memory in GiB (overrides --gpu's)");
   app.add_option("--peak-tflops", f->peak_tflops, "peak dense bf16 TFLOP/s per device (overrides --gpu's)");
+  app.add_option("--reserve-gib", f->reserve_gib,
+                 "memory of the runtime itself (default 1: CUDA context, allocator; on a CPU the RSS of a fusellm "
+                 "process training a tiny model)");
   app.add_option("--mfu", f->mfu, "model FLOPs utilization for the time estimate (default 0.4)");
   app.add_option("--tokens", f->tokens, "training tokens, for wall time and the store size (e.g. 1.8e9)");
   return [f] { return run(*f); };

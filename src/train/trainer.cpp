@@ -65,7 +65,9 @@ Trainer::Trainer(TrainerOptions options, std::unique_ptr<model::CausalLM> model,
   std::vector<std::pair<std::string, at::Tensor>> named;
   for (auto& [name, t] : model_->parameters()) {
     if (!at::isFloatingType(t.scalar_type())) continue;
-    t = t.detach().clone().requires_grad_(true);
+    // ZeRO copies every parameter into its bucket buffer anyway: a clone first would be one more full
+    // copy at the peak of start-up.
+    t = (cfg.zero_stage > 0 ? t.detach() : t.detach().clone()).requires_grad_(true);
     named.emplace_back(name, t);
   }
   if (cfg.zero_stage > 0) {

@@ -119,6 +119,7 @@ ZeroOptimizer::ZeroOptimizer(io::NamedTensors& entries, std::shared_ptr<Collecti
         b.master.narrow(0, s.chunk_offset, s.length)
             .copy_(originals[s.param].reshape({-1}).narrow(0, s.param_offset, s.length));
     }
+    for (size_t i = b.first; i < b.last; ++i) originals[i] = at::Tensor();  // copied: let them go
     b.exp_avg = at::zeros({b.chunk}, master_options);
     b.exp_avg_sq = at::zeros({b.chunk}, master_options);
     b.grad = at::zeros({b.chunk}, master_options);
