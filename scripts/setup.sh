@@ -3,6 +3,10 @@
 # packages already present are left alone, and apt runs only when something is missing.
 set -euo pipefail
 if [ "${1:-}" = "--cuda" ]; then exec "$(dirname "$0")/setup-cuda.sh"; fi
+# --code-eval: also the ten MultiPL-E toolchains (`fusellm eval --tasks me`), all from Debian. The harness's
+# image adds javatuples for Java: Debian packages it (libjavatuples-java, /usr/share/java/javatuples.jar).
+CODE_EVAL=0
+if [ "${1:-}" = "--code-eval" ]; then CODE_EVAL=1; fi
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
@@ -14,7 +18,12 @@ PACKAGES=(
   libzstd-dev zlib1g-dev libpcre2-dev libxxhash-dev
   libsnappy-dev         # Parquet pages (MiniPile and the HF hub's datasets ship as Parquet)
   libsentencepiece-dev  # only as the tokenizer tests' independent reference
+  bubblewrap            # the sandbox that runs MultiPL-E's generated programs
 )
+if [ "$CODE_EVAL" = 1 ]; then
+  PACKAGES+=(g++ golang-go default-jdk-headless libjavatuples-java nodejs php-cli python3 r-base-core ruby rustc
+             node-typescript)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

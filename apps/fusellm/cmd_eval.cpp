@@ -1,5 +1,5 @@
-// `fusellm eval --model DIR --tasks cs,bbh --out DIR`: Common Sense (lm-eval 0.3.x), BBH (open-instruct)
-// and bits per byte, with lm-eval-shaped results.json, per-sample JSONL, a resumable request cache and
+// `fusellm eval --model DIR --tasks cs,bbh,me --out DIR`: Common Sense (lm-eval 0.3.x), BBH (open-instruct),
+// MultiPL-E (bigcode-evaluation-harness, programs run in a sandbox) and bits per byte, with lm-eval-shaped results.json, per-sample JSONL, a resumable request cache and
 // rank parallelism under torchrun/SLURM. docs/eval.md describes every task's protocol.
 #include <xxhash.h>
 
@@ -7,10 +7,12 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "cli_common.hpp"
 #include "command.hpp"
+#include "fusellm/eval/code_exec.hpp"
 #include "fusellm/eval/evaluator.hpp"
 #include "fusellm/model/causal_lm.hpp"
 #include "fusellm/train/checkpoint.hpp"
@@ -29,7 +31,52 @@ struct EvalFlags {
   std::vector<std::string> data;
   int64_t limit = 0, batch_tokens = 8192, generate_batch = 16, max_length = 0;
   bool separate_encoding = false, context_bos = false, no_progress = false, pairwise = false;
+  // MultiPL-E (code generation): sampling, execution and the harness compatibility mode.
+  std::string preset = "harness", compat;
+  std::optional<int64_t> n_samples, top_k, seed, max_length_generation;
+  std::optional<double> temperature, top_p;
+  int64_t exec_workers = 0;
+  bool check_toolchains = false;
 };
+
+// The code tasks' settings: a preset, then the flags given. "harness" = bigcode-evaluation-harness's
+// defaults (one sample at temperature 0.2, top-p 0.95); "paper" = the n = 20 FuseLLM's numbers imply
+// (eval-protocol.md §1.4); "greedy" = one greedy sample.
+json code_task_options(const EvalFlags& f) {
+  json o;
+  if (f.preset == "harness") o = {{"n_samples", 1}, {"temperature", 0.2}, {"top_p", 0.95}};
+  else if (f.preset == "paper") o = {{"n_samples", 20}, {"temperature", 0.2}, {"top_p", 0.95}};
+  else if (f.preset == "greedy") o = {{"n_samples", 1}, {"temperature", 0.0}, {"top_p", 1.0}};
+  else fail("--preset: expected harness, paper or greedy, got '{}'", f.preset);
+  o["top_k"] = 0;
+  o["seed"] = 0;
+  o["max_length_generation"] = 512;
+  if (f.n_samples) o["n_samples"] = *f.n_samples;
+  if (f.temperature) o["temperature"] = *f.temperature;
+  if (f.top_p) o["top_p"] = *f.top_p;
+  if (f.top_k) o["top_k"] = *f.top_k;
+  if (f.seed) o["seed"] = *f.seed;
+  if (f.max_length_generation) o["max_length_generation"] = *f.max_length_generation;
+  o["exec_workers"] = f.exec_workers;
+  FUSELLM_CHECK(f.compat.empty() || f.compat == "bigcode-2023", "--compat: expected 'bigcode-2023', got '{}'", f.compat);
+  if (!f.compat.empty()) o["compat"] = f.compat;
+  return o;
+}
+
+// `--check-toolchains`: each language's compiler/runtime as it runs inside the sandbox, or why not.
+int check_toolchains() {
+  if (auto why = eval::sandbox_unavailable()) std::cout << "sandbox: " << *why << "\n";
+  int missing = 0;
+  for (const auto& s : eval::check_toolchains()) {
+    const auto& language = eval::code_language(s.language);
+    std::cout << fmt::format("{:<5} {:<11} {}\n", s.language, language.name,
+                             s.available ? s.version : "MISSING: " + s.problem);
+    missing += !s.available;
+  }
+  std::cout << fmt::format("{} of {} languages can run\n", eval::code_languages().size() - size_t(missing),
+                           eval::code_languages().size());
+  return missing == 0 ? 0 : 1;
+}
 
 // A cheap identity of the weights: config.json, and each weight file's size with its first and last MiB.
 std::string model_fingerprint(const fs::path& dir) {
@@ -146,8 +193,10 @@ ConfigEval read_eval_section(const fs::path& config_path) {
 }
 
 int run(const EvalFlags& f) {
+  if (f.check_toolchains) return check_toolchains();
   FUSELLM_CHECK(f.model.empty() != f.config.empty(), "eval: give --model DIR or --config C");
   eval::EvalOptions options;
+  options.task_options = code_task_options(f);
   // --shared, else $FUSELLM_SHARED_DIR, else ../shared beside the source checkout.
   const char* env = std::getenv("FUSELLM_SHARED_DIR");
   const fs::path shared = !f.shared.empty() ? fs::path(f.shared) : env && *env ? fs::path(env)
@@ -223,9 +272,25 @@ cli::Action setup(CLI::App& app) {
   app.add_option("--dtype", f->dtype, "fp32, bf16, fp16, auto (as stored)")->capture_default_str();
   app.add_option("--device", f->device, "cpu, cuda, cuda:N")->capture_default_str();
   app.add_flag("--no-progress", f->no_progress, "log lines instead of a progress bar");
+  app.add_option("--preset", f->preset, "code tasks' sampling: harness (n=1, T=0.2, top-p 0.95), paper (n=20), greedy")
+      ->capture_default_str();
+  app.add_option("--n-samples", f->n_samples, "code tasks: samples per problem")->check(CLI::PositiveNumber);
+  app.add_option("--temperature", f->temperature, "code tasks: sampling temperature (0 = greedy)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--top-p", f->top_p, "code tasks: nucleus sampling's p")->check(CLI::Range(1e-6, 1.0));
+  app.add_option("--top-k", f->top_k, "code tasks: top-k (0 = off)")->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", f->seed, "code tasks: sampling seed")->check(CLI::NonNegativeNumber);
+  app.add_option("--max-length-generation", f->max_length_generation, "code tasks: prompt + generation tokens (512)")
+      ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
+  app.add_option("--exec-workers", f->exec_workers, "code tasks: programs run in parallel (0 = one per CPU)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--compat", f->compat,
+                 "bigcode-2023: reproduce the 2023 harness's defects (Go passes when it builds; stale averages)");
+  app.add_flag("--check-toolchains", f->check_toolchains,
+               "report each MultiPL-E language's compiler/runtime inside the sandbox, or why it is missing");
   return [f] { return run(*f); };
 }
 
 }  // namespace
 
-FUSELLM_COMMAND(eval, "evaluate a model on Common Sense, BBH or bits per byte", setup);
+FUSELLM_COMMAND(eval, "evaluate a model on Common Sense, BBH, MultiPL-E or bits per byte", setup);

@@ -86,12 +86,20 @@ std::vector<Doc> load_task_docs(const Task& task, const EvalOptions& options) {
 
 std::vector<LoadedTask> load_tasks(const EvalOptions& options) {
   std::vector<LoadedTask> runs;
+  TaskSettings settings;  // one per run: the tasks share its state
+  settings.options = options.task_options;
   for (const auto& name : expand_task_list(options.tasks)) {
     LoadedTask run;
     run.task = make_task(name);
+    run.task->configure(settings);
     auto it = options.data.find(name);
     run.data = it != options.data.end() ? it->second : run.task->default_data(options.shared_data);
-    run.docs = load_task_docs(*run.task, options);
+    if (auto why = run.task->unavailable()) {
+      run.skipped = *why;
+      if (options.rank == 0) spdlog::warn("eval: skipping {}: {}", name, *why);
+    } else {
+      run.docs = load_task_docs(*run.task, options);
+    }
     runs.push_back(std::move(run));
   }
   return runs;
@@ -110,16 +118,24 @@ EvalSummary run_eval(const EvalOptions& options, const std::vector<LoadedTask>& 
   std::map<std::string, Result> cache = read_cache(options.out_dir, fingerprint);
   std::unordered_map<const Request*, std::string> key_of;
   std::set<std::string> unique;
-  std::vector<std::pair<std::string, const Request*>> todo;
+  struct Todo {
+    std::string key;
+    const Request* request;
+    const Task* task;
+    const Doc* doc;
+    size_t index;  // in doc->requests
+  };
+  std::vector<Todo> todo;
   size_t document = 0, cached_share = 0;
   for (const auto& run : runs)
     for (const auto& doc : run.docs) {
       const bool mine = int(document++ % size_t(options.world_size)) == options.rank;
-      for (const auto& r : doc.requests) {
+      for (size_t i = 0; i < doc.requests.size(); ++i) {
+        const Request& r = doc.requests[i];
         const std::string& key = key_of.emplace(&r, r.key()).first->second;
         if (!unique.insert(key).second || !mine) continue;  // the same request in another document: answered once
         if (cache.count(key)) ++cached_share;
-        else todo.emplace_back(key, &r);
+        else todo.push_back({key, &r, run.task.get(), &doc, i});
       }
     }
   // What a rank's "done" file says: this model and this set of requests (a stale file of another run with
@@ -166,15 +182,18 @@ EvalSummary run_eval(const EvalOptions& options, const std::vector<LoadedTask>& 
   // rolling log-likelihoods one by one (a whole document each).
   auto answer_in_chunks = [&](RequestKind kind, size_t chunk,
                               const std::function<std::vector<Result>(const std::vector<const Request*>&)>& answer) {
-    std::vector<std::pair<std::string, const Request*>> mine;
+    std::vector<const Todo*> mine;
     for (const auto& item : todo)
-      if (item.second->kind == kind) mine.push_back(item);
+      if (item.request->kind == kind) mine.push_back(&item);
     for (size_t begin = 0; begin < mine.size(); begin += chunk) {
       std::vector<const Request*> batch;
-      for (size_t i = begin; i < std::min(mine.size(), begin + chunk); ++i) batch.push_back(mine[i].second);
+      for (size_t i = begin; i < std::min(mine.size(), begin + chunk); ++i) batch.push_back(mine[i]->request);
       const std::vector<Result> results = answer(batch);
-      for (size_t i = 0; i < batch.size(); ++i) record(mine[begin + i].first, results[i]);
+      for (size_t i = 0; i < batch.size(); ++i) record(mine[begin + i]->key, results[i]);
       out.flush();
+      // Rank 0 scores: its tasks may start slow per-answer work now (programs run while the model generates).
+      if (options.rank == 0)
+        for (size_t i = 0; i < batch.size(); ++i) mine[begin + i]->task->on_result(*mine[begin + i]->doc, mine[begin + i]->index, results[i]);
       if (progress) progress->add(batch.size());
     }
   };
@@ -202,9 +221,20 @@ EvalSummary run_eval(const EvalOptions& options, const std::vector<LoadedTask>& 
   json results = json::object(), versions = json::object(), notes = json::object(), hashes = json::object(),
        counts = json::object();
   fs::create_directories(options.out_dir / "samples");
+  // Answers from the cache or other ranks: their slow work starts now, all of it before scoring waits on any.
+  for (const auto& run : runs)
+    for (const auto& doc : run.docs)
+      for (size_t i = 0; i < doc.requests.size(); ++i)
+        if (auto hit = cache.find(key_of.at(&doc.requests[i])); hit != cache.end())
+          run.task->on_result(doc, i, hit->second);
   std::map<std::string, double> headline;  // per task: the metric the paper reports
+  json skipped = json::object();
   for (const auto& run : runs) {
     const std::string name = run.task->name();
+    if (!run.skipped.empty()) {
+      skipped[name] = run.skipped;
+      continue;
+    }
     std::map<std::string, std::vector<double>> values;
     std::string samples;
     for (const auto& doc : run.docs) {
@@ -252,6 +282,7 @@ EvalSummary run_eval(const EvalOptions& options, const std::vector<LoadedTask>& 
     const bool em = std::find(metric_names.begin(), metric_names.end(), "exact_match") != metric_names.end();
     const bool accuracy = std::find(metric_names.begin(), metric_names.end(), "acc") != metric_names.end();
     if (em || accuracy) headline[name] = metrics.value(norm ? "acc_norm" : em ? "exact_match" : "acc", 0.0);
+    if (name.rfind("multiple-", 0) == 0) headline[name] = metrics.value("pass@1", 0.0);
   }
   // Group averages, unweighted as in the paper: CS over its five tasks, BBH over the BBH tasks present.
   json groups = json::object();
@@ -262,6 +293,10 @@ EvalSummary run_eval(const EvalOptions& options, const std::vector<LoadedTask>& 
     if (t.rfind("bbh_", 0) == 0) bbh.push_back(v);
   if (cs.size() == 5) groups["cs"] = {{"average", mean_and_stderr(cs).first}, {"tasks", 5}};
   if (!bbh.empty()) groups["bbh"] = {{"average_exact_match", mean_and_stderr(bbh).first}, {"tasks", bbh.size()}};
+  std::vector<double> me;  // ME: the mean pass@1 of the languages that ran (skipped ones are listed, not 0)
+  for (const auto& [t, v] : headline)
+    if (t.rfind("multiple-", 0) == 0) me.push_back(v);
+  if (!me.empty()) groups["me"] = {{"average_pass@1", mean_and_stderr(me).first}, {"tasks", me.size()}};
 
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summary.results = {{"results", results}, {"versions", versions}, {"config", options.config},
@@ -269,7 +304,7 @@ EvalSummary run_eval(const EvalOptions& options, const std::vector<LoadedTask>& 
                      {"fusellm", {{"model_fingerprint", fingerprint}, {"dataset_hashes", hashes}, {"counts", counts},
                                   {"requests", summary.requests}, {"computed", summary.computed},
                                   {"from_cache", summary.from_cache}, {"world_size", options.world_size},
-                                  {"wall_seconds", wall}, {"notes", notes}}}};
+                                  {"wall_seconds", wall}, {"notes", notes}, {"skipped", skipped}}}};
   // results.json leaves out what changes between identical runs (wall time, cache counts): resuming a
   // killed eval must give the same file. Those go to run.json.
   json stable = summary.results;
@@ -278,6 +313,18 @@ EvalSummary run_eval(const EvalOptions& options, const std::vector<LoadedTask>& 
   stable["fusellm"].erase("from_cache");
   stable["fusellm"].erase("world_size");
   write_file_atomic(options.out_dir / "results.json", stable.dump(2) + "\n");
+  // MultiPL-E's scores also as bigcode-evaluation-harness writes them: {"multiple-py": {"pass@1": x}, "config"}.
+  json bigcode = json::object();
+  for (const auto& [task, metrics] : results.items())
+    if (task.rfind("multiple-", 0) == 0) {
+      bigcode[task] = json::object();
+      for (const auto& [metric, value] : metrics.items())
+        if (metric.rfind("pass@", 0) == 0 && metric.find('_') == std::string::npos) bigcode[task][metric] = value;
+    }
+  if (!bigcode.empty()) {
+    bigcode["config"] = options.task_options;
+    write_file_atomic(options.out_dir / "bigcode.json", bigcode.dump(2) + "\n");
+  }
   write_file_atomic(options.out_dir / "run.json",
                     json{{"wall_seconds", wall}, {"requests", summary.requests}, {"computed", summary.computed},
                          {"from_cache", summary.from_cache}, {"world_size", options.world_size}}
@@ -296,9 +343,15 @@ std::string results_table(const json& results) {
                          metrics.value(metric + "_stderr", 0.0), docs);
     }
   }
+  if (results.contains("fusellm") && results["fusellm"].contains("skipped"))
+    for (const auto& [task, why] : results["fusellm"]["skipped"].items())
+      out += fmt::format("{:<44} skipped: {}\n", task, why.get<std::string>());
   if (results.contains("groups")) {
     const json& g = results["groups"];
     if (g.contains("cs")) out += fmt::format("{:<44} {:<12} {:>8.4f}\n", "cs (5 tasks)", "average", g["cs"]["average"].get<double>());
+    if (g.contains("me"))
+      out += fmt::format("{:<44} {:<12} {:>8.4f}\n", fmt::format("me ({} languages)", g["me"]["tasks"].get<size_t>()),
+                         "pass@1", g["me"]["average_pass@1"].get<double>());
     if (g.contains("bbh"))
       out += fmt::format("{:<44} {:<12} {:>8.4f}\n", fmt::format("bbh ({} tasks)", g["bbh"]["tasks"].get<size_t>()),
                          "average_em", g["bbh"]["average_exact_match"].get<double>());

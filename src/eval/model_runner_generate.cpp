@@ -1,4 +1,5 @@
-// ModelRunner::generate_until: greedy generation in batches with per-row stops (see model_runner.hpp).
+// ModelRunner::generate_until: greedy or sampled generation in batches with per-row stops (see
+// model_runner.hpp).
 //
 // Prompts of similar lengths run together, left-padded (attention mask and per-row positions, so every
 // row sees exactly its own tokens at its own positions); each step feeds every unfinished row's last
@@ -6,11 +7,15 @@
 // max_new_tokens or the context's end): the cache rows of the rest are kept, so finished rows cost
 // nothing. Mathematically each row is generated as it would be alone; in float32 the batched matmuls
 // may round differently (as HF's batched generate does), in float64 the tokens are the same (tested).
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
 #include <numeric>
+#include <optional>
 
 #include "fusellm/eval/model_runner.hpp"
 #include "fusellm/eval/py_text.hpp"
+#include "fusellm/model/generate.hpp"
 #include "tensor_helpers.hpp"
 
 namespace fusellm::eval {
@@ -36,6 +41,8 @@ struct Row {
   int max_new = 0;
   bool truncated = false;
   size_t prompt_chars = std::string::npos;  // code points of the decoded prompt, once computed
+  model::SamplingOptions sampling;           // temperature 0 = greedy
+  std::optional<at::Generator> generator;    // sampled rows: their own stream (Request::sampling_seed)
 };
 
 // The continuation as open-instruct decodes it: decode(prompt + generated), special tokens skipped, less
@@ -83,6 +90,21 @@ std::vector<Result> ModelRunner::generate_until(const std::vector<const Request*
       row.prompt.erase(row.prompt.begin(), row.prompt.end() - keep);
       row.truncated = true;
     }
+    if (request.max_length > 0) {
+      // The harness's max_length_generation: the prompt tokenized with truncation (left) to it, and HF's
+      // max_length = prompt + generation; a prompt that fills it generates nothing.
+      if (int64_t(row.prompt.size()) > request.max_length) {
+        row.prompt.erase(row.prompt.begin(), row.prompt.end() - request.max_length);
+        row.truncated = true;
+      }
+      row.max_new = int(std::min<int64_t>(row.max_new, request.max_length - int64_t(row.prompt.size())));
+    }
+    if (request.temperature > 0) {
+      row.sampling.temperature = request.temperature;
+      row.sampling.top_p = request.top_p;
+      row.sampling.top_k = request.top_k;
+      row.generator = at::make_generator<at::CPUGeneratorImpl>(request.sampling_seed());
+    }
     if (request.stop_on_text) {
       row.text_stops = request.stops;
       continue;
@@ -117,8 +139,15 @@ std::vector<Result> ModelRunner::generate_until(const std::vector<const Request*
     cache.reserve(longest_new);  // decoding appends in place
     at::Tensor hidden = run(batch.ids, batch.mask, batch.positions, &cache, 1);  // [n, 1, H]
     while (!active.empty()) {
-      const at::Tensor next = model_.logits_from_hidden(hidden.select(1, 0)).argmax(-1).cpu().contiguous();
-      const int64_t* next_id = next.data_ptr<int64_t>();
+      const at::Tensor logits = model_.logits_from_hidden(hidden.select(1, 0));
+      at::Tensor next = logits.argmax(-1).cpu().contiguous();
+      int64_t* next_id = next.data_ptr<int64_t>();
+      for (size_t r = 0; r < active.size(); ++r)
+        if (active[r]->generator) {
+          // On the CPU: the draw depends on the row's logits and its own generator only.
+          next_id[r] = model::pick_next_token(logits[int64_t(r)].to(at::kCPU), active[r]->sampling,
+                                              *active[r]->generator);
+        }
       std::vector<int64_t> keep;  // rows that go on
       for (size_t r = 0; r < active.size(); ++r) {
         Row& row = *active[r];

@@ -23,6 +23,9 @@ json Request::to_json() const {
     j["max_new_tokens"] = max_new_tokens;
     j["add_bos"] = add_bos;
     if (stop_on_text) j["stop_on_text"] = true;  // only when set: earlier cache keys stay valid
+    if (temperature > 0) j["sampling"] = {{"temperature", temperature}, {"top_p", top_p}, {"top_k", top_k},
+                                          {"seed", seed}, {"sample", sample}};
+    if (max_length > 0) j["max_length"] = max_length;
   }
   return j;
 }
@@ -33,6 +36,11 @@ std::string Request::key() const {
   const XXH128_hash_t h = XXH3_128bits(text.data(), text.size());
   return fmt::format("{:016x}{:016x}", static_cast<unsigned long long>(h.high64),
                      static_cast<unsigned long long>(h.low64));
+}
+
+uint64_t Request::sampling_seed() const {
+  const std::string text = fmt::format("{}\x1f{}\x1f{}", seed, sample, context);
+  return XXH3_64bits(text.data(), text.size());
 }
 
 json Result::to_json() const {

@@ -1,7 +1,10 @@
 // The task registry, task groups and the JSONL reader tasks share.
 #include <algorithm>
+#include <zlib.h>
+
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include "fusellm/eval/task.hpp"
 #include "fusellm/data/parquet.hpp"
@@ -16,6 +19,7 @@ void register_commonsense_tasks();
 void register_bbh_tasks();
 void register_perplexity_tasks();
 void register_exact_match_tasks();
+void register_multiple_tasks();
 
 namespace {
 std::map<std::string, TaskFactory>& tasks() {
@@ -28,6 +32,7 @@ std::map<std::string, TaskFactory>& registry() {
     register_bbh_tasks();
     register_perplexity_tasks();
     register_exact_match_tasks();
+    register_multiple_tasks();
     return true;
   }();
   (void)builtin;
@@ -51,6 +56,11 @@ class TaskInstance : public Task {
     return base_->aggregate(values);
   }
   std::vector<std::string> notes() const override { return base_->notes(); }
+  void configure(const TaskSettings& settings) override { base_->configure(settings); }
+  std::optional<std::string> unavailable() const override { return base_->unavailable(); }
+  void on_result(const Doc& doc, size_t request, const Result& result) const override {
+    base_->on_result(doc, request, result);
+  }
 
  private:
   std::unique_ptr<Task> base_;
@@ -80,7 +90,7 @@ std::unique_ptr<Task> make_task(const std::string& name) {
     return std::make_unique<TaskInstance>(make_task(name.substr(0, colon)), name);
   }
   std::vector<std::string> known = task_names();
-  known.insert(known.begin(), {"cs", "bbh"});
+  known.insert(known.begin(), {"cs", "bbh", "me"});
   const std::string suggestion = closest_key(name, known);
   if (!suggestion.empty()) fail("--tasks: unknown task '{}' (did you mean '{}'?)", name, suggestion);
   std::string list;
@@ -97,6 +107,8 @@ std::vector<std::string> expand_task_list(const std::vector<std::string>& names)
   for (const auto& name : names) {
     if (name == "cs") {
       for (const char* t : {"arc_easy", "arc_challenge", "boolq", "hellaswag", "openbookqa"}) add(t);
+    } else if (name == "me") {  // MultiPL-E's ten languages, in the paper's Table 3 order
+      for (const char* l : {"cpp", "go", "java", "js", "php", "py", "r", "rb", "rs", "ts"}) add(std::string("multiple-") + l);
     } else if (name == "bbh") {
       for (const auto& t : task_names())
         if (t.rfind("bbh_", 0) == 0) add(t);
@@ -118,8 +130,25 @@ std::vector<json> read_jsonl_rows(const fs::path& path) {
       }
     return rows;
   }
-  std::ifstream in(path, std::ios::binary);
-  FUSELLM_CHECK(in.good(), "{}: cannot open (pass the task's data with --data or check ../shared)", path.string());
+  std::ifstream file(path, std::ios::binary);
+  FUSELLM_CHECK(file.good(), "{}: cannot open (pass the task's data with --data or check ../shared)", path.string());
+  std::istringstream gunzipped;
+  if (path.extension() == ".gz") {  // HumanEval's own layout: HumanEval.jsonl.gz
+    gzFile gz = gzopen(path.c_str(), "rb");
+    FUSELLM_CHECK(gz != nullptr, "{}: cannot open", path.string());
+    std::string text;
+    char buffer[1 << 16];
+    int got = 0;
+    while ((got = gzread(gz, buffer, sizeof buffer)) > 0) text.append(buffer, size_t(got));
+    int code = 0;
+    const char* message = gzerror(gz, &code);
+    const bool failed = got < 0 || (code != Z_OK && code != Z_BUF_ERROR);
+    const std::string why = message ? message : "";
+    gzclose(gz);
+    FUSELLM_CHECK(!failed, "{}: not a valid gzip file ({})", path.string(), why);
+    gunzipped.str(std::move(text));
+  }
+  std::istream& in = path.extension() == ".gz" ? static_cast<std::istream&>(gunzipped) : file;
   std::vector<json> rows;
   std::string line;
   for (size_t number = 1; std::getline(in, line); ++number) {

@@ -68,7 +68,8 @@ Trainer::Trainer(TrainerOptions options, std::unique_ptr<model::CausalLM> model,
     // ZeRO copies every parameter into its bucket buffer anyway: a clone first would be one more full
     // copy at the peak of start-up.
     t = (cfg.zero_stage > 0 ? t.detach() : t.detach().clone()).requires_grad_(true);
-    named.emplace_back(name, t);
+    // ZeRO frees each original as soon as it is in its bucket: no second handle may keep it alive.
+    if (cfg.zero_stage == 0) named.emplace_back(name, t);
   }
   if (cfg.zero_stage > 0) {
     std::shared_ptr<Collectives> collectives =

@@ -24,6 +24,7 @@ struct EvalOptions {
   int wait_timeout_s = 3600;                  // rank 0 waiting for the other ranks' caches
   bool progress = true;
   json config;                                // what results.json records under "config"
+  json task_options = json::object();         // TaskSettings::options of every task (sampling, compat...)
 };
 
 struct EvalSummary {
@@ -36,6 +37,7 @@ struct LoadedTask {
   std::unique_ptr<Task> task;
   fs::path data;
   std::vector<Doc> docs;
+  std::string skipped;  // why the task cannot run here (Task::unavailable); then it has no documents
 };
 std::vector<LoadedTask> load_tasks(const EvalOptions& options);
 

@@ -25,9 +25,24 @@ struct Request {
   // anywhere in the decoded continuation stops it, and the text is cut before the first one — needed where
   // a tokenizer merges the stop into longer tokens (a metaspace BPE's "]\nprint(").
   bool stop_on_text = false;
+  // generate_until: sampling instead of greedy decoding (bigcode-evaluation-harness: do_sample with
+  // temperature, top-k then top-p, as HF's warpers apply them). temperature 0 = greedy. Each sample of a
+  // prompt is its own request (`sample` = 0..n−1) drawn from its own generator, seeded from `seed`, the
+  // prompt and `sample`: a sample does not depend on what it was batched with, and a resumed eval draws it
+  // again identically.
+  double temperature = 0;
+  double top_p = 1;
+  int top_k = 0;
+  uint64_t seed = 0;
+  int sample = 0;
+  // generate_until: the harness's max_length_generation — prompt + generation in tokens (the prompt is
+  // left-truncated to it, generation stops when it is reached); 0 = only max_new_tokens and the context.
+  int max_length = 0;
 
   // A stable identity for the on-disk cache: kind, strings and settings, hashed (hex).
   std::string key() const;
+  // The seed of this request's sampling generator (see temperature).
+  uint64_t sampling_seed() const;
   json to_json() const;
 };
 
