@@ -504,7 +504,10 @@ SandboxResult run_impl(const SandboxSpec& spec, const Backend& backend) {
 
   const auto t0 = Clock::now();
   auto since = [&t0] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
-  const pid_t child = ::fork();
+  // A raw clone (fork semantics) rather than fork(): glibc's fork runs the process's atfork handlers, and
+  // OpenBLAS's (blas_thread_shutdown_) deadlocks when two pool threads fork at once — and would stop
+  // LibTorch's BLAS threads on every program. The child only makes async-signal-safe system calls.
+  const pid_t child = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
   if (child < 0) fail("sandbox: fork: {}", std::strerror(errno));
   if (child == 0) child_exec(plan);
   out_w.reset();

@@ -5,7 +5,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <fstream>
 #include <set>
 
@@ -253,6 +256,40 @@ TEST(MultiplECompat, StaleAverageTakesEveryLanguagesLatestResults) {
   EXPECT_DOUBLE_EQ(f2, 1.0);  // the second language's own two problems
   EXPECT_DOUBLE_EQ(c1, 2.0 / 3);
   EXPECT_DOUBLE_EQ(c2, 3.0 / 4);  // P1, P4 (now), P2 (stale pass), P3 (stale fail): the union of names
+}
+
+}  // namespace
+}  // namespace fusellm::eval
+
+namespace fusellm::eval {
+namespace {
+
+// Programs run from pool threads of a process whose BLAS threads are up (the model generated first): a
+// fork() there ran OpenBLAS's atfork handler, which deadlocked when two threads forked at once.
+TEST(ExecutionPoolInAModelProcess, ConcurrentRunsAfterBlasStarted) {
+  if (auto why = sandbox_unavailable()) GTEST_SKIP() << *why;
+  const at::Tensor a = at::randn({512, 512});
+  ASSERT_GT(at::mm(a, a).abs().sum().item<double>(), 0);  // starts OpenBLAS's thread pool
+  std::atomic<int> done{0}, ok{0};
+  {
+    ExecutionPool pool(4);
+    for (int i = 0; i < 32; ++i) {
+      SandboxSpec spec;
+      spec.steps = {{{"true"}, 0}};
+      pool.submit(spec, [&](SandboxResult r) {
+        ok += r.status == SandboxStatus::ok;
+        ++done;
+      });
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (done < 32 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (done < 32) {
+      ADD_FAILURE() << "only " << done << " of 32 runs finished in 120 s: deadlocked";
+      std::_Exit(1);  // the pool's threads are stuck: its destructor would wait forever
+    }
+  }
+  EXPECT_EQ(ok, 32);
 }
 
 }  // namespace
