@@ -38,6 +38,12 @@ foreach(_var c10_LIBRARY TORCH_LIBRARY kineto_LIBRARY)
 endforeach()
 add_library(fusellm_torch INTERFACE)
 target_link_libraries(fusellm_torch INTERFACE ${TORCH_LIBRARIES})
+# PyPI's libtorch.so (2.x) exports a statically linked copy of std::filesystem. Listed before libstdc++ in
+# a program's NEEDED entries, it interposes the program's own calls, and its remove_all jumps to a null
+# pointer. libstdc++ first in that order makes the dynamic linker resolve them to libstdc++'s.
+if(Torch_VERSION VERSION_GREATER_EQUAL 2)
+  add_link_options(LINKER:--push-state,--no-as-needed -lstdc++ LINKER:--pop-state)
+endif()
 separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
 target_compile_options(fusellm_torch INTERFACE ${_torch_flags})
 set(FUSELLM_HAS_CUDA OFF)

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -61,9 +62,28 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
-// Host processes that belong to a sandbox: running as a sandbox uid (when we are root) or carrying
-// `marker` in their command line. A run must leave none of them behind.
+// This test process adopts every orphan of its descendants (a process that escaped its sandbox's PID
+// namespace would be reparented here, not to init), so "ours" can be told from the sandboxes of other
+// processes running at the same time (ctest -j runs the MultiPL-E tests beside these).
+const bool kSubreaper = ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
+
+bool descends_from_us(const std::string& pid) {
+  std::string at = pid;
+  for (int depth = 0; depth < 64 && !at.empty() && at != "0" && at != "1"; ++depth) {
+    if (at == std::to_string(::getpid())) return true;
+    std::istringstream status(slurp("/proc/" + at + "/status"));
+    std::string next;
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("PPid:", 0) == 0) next = std::to_string(std::stol(line.substr(5)));
+    at = next;
+  }
+  return false;
+}
+
+// Host processes below this one that belong to a sandbox: running as a sandbox uid (when we are root) or
+// carrying `marker` in their command line. A run must leave none of them behind.
 std::vector<std::string> leftovers(const std::string& marker) {
+  (void)kSubreaper;
   std::vector<std::string> found;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
@@ -78,7 +98,7 @@ std::vector<std::string> leftovers(const std::string& marker) {
         const unsigned long uid = std::stoul(line.substr(4));
         sandbox_uid = ::geteuid() == 0 && uid >= kSandboxUidBase && uid < kSandboxUidBase + 4096;
       }
-    if (sandbox_uid || (!marker.empty() && cmdline.find(marker) != std::string::npos))
+    if ((sandbox_uid || (!marker.empty() && cmdline.find(marker) != std::string::npos)) && descends_from_us(pid))
       found.push_back(pid + ": " + cmdline);
   }
   return found;
