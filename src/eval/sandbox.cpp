@@ -53,7 +53,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int kMaxSlots = 4096;          // concurrent runs as root (one uid each)
+constexpr int kMaxSlots = 512;           // concurrent runs per process as root (one uid each)
 constexpr double kKillGraceS = 2;        // after killing the driver, how long bwrap gets to notice
 const char* const kDriverPath = "/.fusellm/driver.sh";  // outside /work, on the read-only root
 const char* const kShellPath = "/.fusellm/sh";          // the driver's shell: an execute-only copy
@@ -167,7 +167,12 @@ class UidSlot {
   ~UidSlot() { std::lock_guard<std::mutex> lock(mutex()); slots().erase(slot_); }
   UidSlot(const UidSlot&) = delete;
   UidSlot& operator=(const UidSlot&) = delete;
-  uid_t uid() const { return kSandboxUidBase + static_cast<uid_t>(slot_); }
+  // Unique across processes too: two evals (or ctest -j's test processes) at once must not share a uid,
+  // or they would share RLIMIT_NPROC's count.
+  uid_t uid() const {
+    const uint32_t process = static_cast<uint32_t>(::getpid()) % (kSandboxUidSpan / kMaxSlots);
+    return kSandboxUidBase + process * kMaxSlots + static_cast<uid_t>(slot_);
+  }
  private:
   static std::mutex& mutex() { static std::mutex m; return m; }
   static std::set<int>& slots() { static std::set<int> s; return s; }
@@ -205,8 +210,8 @@ UidPlan uid_plan() {
   };
   UidPlan p;
   const uid_t me = ::geteuid();
-  if (me == 0 && covers(uid_map, kSandboxUidBase, kMaxSlots, nullptr) &&
-      covers(gid_map, kSandboxUidBase, kMaxSlots, nullptr)) {
+  if (me == 0 && covers(uid_map, kSandboxUidBase, kSandboxUidSpan, nullptr) &&
+      covers(gid_map, kSandboxUidBase, kSandboxUidSpan, nullptr)) {
     p.drop = true;
     return p;
   }
@@ -214,7 +219,7 @@ UidPlan uid_plan() {
   if (!covers(uid_map, me, 1, &host_uid) || host_uid == 0)
     p.refusal = fmt::format("uid {} is the host's root, in a user namespace that does not map the sandbox "
                             "uids {}..{}: run as a non-root user or map those uids",
-                            me, kSandboxUidBase, kSandboxUidBase + kMaxSlots - 1);
+                            me, kSandboxUidBase, kSandboxUidBase + (kSandboxUidSpan - 1));
   return p;
 }
 

@@ -96,7 +96,7 @@ std::vector<std::string> leftovers(const std::string& marker) {
     for (std::string line; std::getline(status, line);)
       if (line.rfind("Uid:", 0) == 0) {
         const unsigned long uid = std::stoul(line.substr(4));
-        sandbox_uid = ::geteuid() == 0 && uid >= kSandboxUidBase && uid < kSandboxUidBase + 4096;
+        sandbox_uid = ::geteuid() == 0 && uid >= kSandboxUidBase && uid - kSandboxUidBase < kSandboxUidSpan;
       }
     if ((sandbox_uid || (!marker.empty() && cmdline.find(marker) != std::string::npos)) && descends_from_us(pid))
       found.push_back(pid + ": " + cmdline);

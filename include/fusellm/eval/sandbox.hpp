@@ -71,10 +71,12 @@ struct SandboxResult {
 // disabled (the message names the sysctl to set). Probed once per process (a real bwrap run), cached.
 std::optional<std::string> sandbox_unavailable();
 
-// When the process runs as root, each concurrent run drops to its own host uid kSandboxUidBase + slot
-// (slot: the smallest free one, 0..4095), so that RLIMIT_NPROC limits exactly that run; inside the sandbox
-// it is uid 65534. Tests and admins can find a run's processes by it.
+// When the process runs as root, each concurrent run drops to its own host uid, kSandboxUidBase +
+// (pid mod 2^22) · 512 + slot (slot: the smallest free one, 0..511), so that RLIMIT_NPROC limits exactly
+// that run, also beside other fusellm processes; inside the sandbox it is uid 65534. Tests and admins can
+// find sandboxed processes by it: every uid in [kSandboxUidBase, kSandboxUidBase + kSandboxUidSpan).
 inline constexpr uint32_t kSandboxUidBase = 2000000000;
+inline constexpr uint32_t kSandboxUidSpan = 1u << 31;
 
 // Runs one spec. Thread-safe; blocks until the run is over and everything it started is gone.
 // Throws fusellm::Error only when the sandbox is unavailable (sandbox_unavailable()'s message).
