@@ -38,6 +38,21 @@ SandboxLimits base_limits(const std::string& id, double step_timeouts) {
 
 SandboxStep step(std::vector<std::string> argv, double timeout_s) { return SandboxStep{std::move(argv), timeout_s}; }
 
+// Languages run by one interpreter on the source file: eval_<lang>.py's command and time-out.
+struct Interpreted {
+  const char* id;
+  const char* extension;
+  const char* tool;
+  double timeout_s;
+};
+const Interpreted* interpreted(const std::string& id) {
+  static const Interpreted table[] = {{"js", "js", "node", 5},   {"php", "php", "php", 15}, {"py", "py", "python3", 15},
+                                      {"r", "r", "Rscript", 5}, {"rb", "rb", "ruby", 5}};
+  for (const auto& t : table)
+    if (id == t.id) return &t;
+  return nullptr;
+}
+
 // Whether step 0 is a compiler (its failure is a SyntaxError).
 bool compiles_first(const std::string& id) { return id == "cpp" || id == "java" || id == "rs" || id == "ts"; }
 
@@ -91,21 +106,10 @@ SandboxSpec program_spec(const CodeLanguage& language, const std::string& progra
                   step({"java", "-ea", "-Xmx1g", "-XX:+UseSerialGC", "-cp", std::string("classes:") + kJavatuples,
                         "Problem"},
                        15)};
-  } else if (id == "js") {
-    source("problem.js");
-    spec.steps = {step({"node", "problem.js"}, 5)};
-  } else if (id == "php") {
-    source("problem.php");
-    spec.steps = {step({"php", "problem.php"}, 15)};
-  } else if (id == "py") {
-    source("problem.py");
-    spec.steps = {step({"python3", "problem.py"}, 15)};
-  } else if (id == "r") {
-    source("problem.r");
-    spec.steps = {step({"Rscript", "problem.r"}, 5)};
-  } else if (id == "rb") {
-    source("problem.rb");
-    spec.steps = {step({"ruby", "problem.rb"}, 5)};
+  } else if (const Interpreted* run = interpreted(id)) {
+    const std::string file = std::string("problem.") + run->extension;
+    source(file);
+    spec.steps = {step({run->tool, file}, run->timeout_s)};
   } else if (id == "rs") {
     source("problem.rs");
     spec.steps = {step({"rustc", "problem.rs", "-o", "problem"}, 15), step({"./problem"}, 5)};
