@@ -141,7 +141,15 @@ void decode_plain(Cursor c, int type, int fixed_len, size_t n, Values& out) {
   }
 }
 
+// Sizes a footer or page header claims, bounded before anything is allocated from them: a page is at most
+// 1 GiB uncompressed (the format's sizes are i32; writers cut pages at ~1 MiB) and a row group at most 2^26
+// rows (pyarrow's largest default), so a hostile header cannot ask for terabytes.
+constexpr int64_t kMaxPageBytes = int64_t{1} << 30;
+constexpr int64_t kMaxRowGroupRows = int64_t{1} << 26;
+
 std::string decompress(int codec, const uint8_t* data, size_t size, size_t expected, const std::string& where) {
+  FUSELLM_CHECK(int64_t(expected) <= kMaxPageBytes, "{}: a page claims {} bytes uncompressed, above the {} limit",
+                where, expected, kMaxPageBytes);
   std::string out(expected, '\0');
   switch (codec) {
     case 0:
@@ -232,6 +240,9 @@ Values ParquetFile::State::read(size_t g, size_t col) const {
   const int64_t data_offset = md->int_or(9, -1), dict_offset = md->int_or(11, -1);
   FUSELLM_CHECK(type == columns[col].physical_type && num_values >= 0 && size >= 0 && data_offset >= 4,
                 "{}: malformed column metadata", where);
+  const int64_t group_rows = row_group(g).int_or(3, 0);
+  FUSELLM_CHECK(num_values == group_rows, "{}: {} values in a flat column of a row group of {} rows", where,
+                num_values, group_rows);
   const int64_t start = dict_offset > 0 && dict_offset < data_offset ? dict_offset : data_offset;
   const std::string bytes = read_range(uint64_t(start), uint64_t(size));
   const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
@@ -268,7 +279,11 @@ Values ParquetFile::State::read(size_t g, size_t col) const {
     const bool v2 = page_type == kDataPageV2;
     const Value* dh = header.field(v2 ? 8 : 5);
     FUSELLM_CHECK(dh, "{}: data page without its header", where);
-    const size_t n = size_t(dh->int_or(1, 0));
+    const int64_t claimed = dh->int_or(1, 0);
+    FUSELLM_CHECK(claimed >= 0 && claimed <= num_values - int64_t(out.present.size()),
+                  "{}: a page claims {} values, more than the {} the column chunk has left", where, claimed,
+                  num_values - int64_t(out.present.size()));
+    const size_t n = size_t(claimed);
     const int encoding = int(dh->int_or(v2 ? 4 : 2, 0));
     std::string body;
     std::vector<uint32_t> defs;
@@ -354,6 +369,12 @@ ParquetFile::ParquetFile(const fs::path& path) : state_(std::make_unique<State>(
   s.rows = s.meta.int_or(3, -1);
   const Value* schema = s.meta.field(2);
   FUSELLM_CHECK(schema && !schema->items.empty() && s.rows >= 0, "{}: corrupt footer (no schema or row count)", path.string());
+  const size_t groups = s.meta.field(4) ? s.meta.field(4)->items.size() : 0;
+  for (size_t g = 0; g < groups; ++g) {
+    const int64_t rows = s.row_group(g).int_or(3, -1);
+    FUSELLM_CHECK(rows >= 0 && rows <= kMaxRowGroupRows, "{}: row group {} claims {} rows (allowed: 0..{})",
+                  path.string(), g, rows, kMaxRowGroupRows);
+  }
   // Depth-first schema: element 0 is the root; a group's children follow it. Leaves map to column chunks.
   const auto& el = schema->items;
   size_t i = 1, leaves = 0;

@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <memory>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -63,6 +64,26 @@ std::optional<at::ScalarType> storage_dtype(const std::string& global) {
   return it->second;
 }
 
+// The globals a state-dict pickle may name (docs/formats.md lists them). Nothing is ever imported or
+// called — the reader interprets these few names itself — but refusing every other global up front turns
+// a pickle that means to run code (os.system, builtins.eval, …) into a clear error, the same set
+// torch.load(weights_only=True) accepts minus what a dense state dict never holds.
+bool allowed_global(const std::string& name) {
+  static const std::set<std::string> exact = {
+      "collections.OrderedDict", "builtins.dict", "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
+      "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
+      "torch._tensor._rebuild_from_type", "torch._tensor._rebuild_from_type_v2", "torch.nn.parameter.Parameter",
+      "torch.Tensor", "torch.Size", "torch.device", "torch.jit._pickle.restore_type_tag",
+      // Named only to be refused with a precise message (see Unpickler::call).
+      "torch._utils._rebuild_qtensor", "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_sparse_csr",
+      "torch._utils._rebuild_wrapper_subclass", "torch._utils._rebuild_meta_tensor_no_storage"};
+  static const std::set<std::string> dtypes = {
+      "torch.float32", "torch.float", "torch.float16", "torch.half", "torch.bfloat16", "torch.float64", "torch.double",
+      "torch.int64", "torch.long", "torch.int32", "torch.int", "torch.int16", "torch.int8", "torch.uint8", "torch.bool"};
+  return exact.count(name) || dtypes.count(name) || storage_dtype(name).has_value() ||
+         name.rfind("torch.jit._pickle.build_", 0) == 0;
+}
+
 class Unpickler {
  public:
   Unpickler(const uint8_t* data, size_t size, const StorageLoader& load, const std::string& what)
@@ -121,6 +142,12 @@ class Unpickler {
     Obj o = make(kind);
     o->text = std::move(s);
     stack_.push_back(std::move(o));
+  }
+  void push_global(std::string name) {
+    if (!allowed_global(name))
+      fail("{}: data.pkl at byte {} names the global '{}', which a state dict never needs (refused: see the "
+           "allowed list in docs/formats.md)", what_, op_pos_, name);
+    push_str(std::move(name), PyObject::Kind::Global);
   }
   Obj tuple_of(std::vector<Obj> items) {
     Obj o = make(PyObject::Kind::Tuple);
@@ -344,14 +371,14 @@ Obj Unpickler::run() {
       case 'c': {  // GLOBAL "module\nname\n"
         std::string module = read_line();
         std::string name = read_line();
-        push_str(module + "." + name, PyObject::Kind::Global);
+        push_global(module + "." + name);
         break;
       }
       case 0x93: {  // STACK_GLOBAL
         Obj name = pop();
         Obj module = pop();
         if (name->kind != PyObject::Kind::Str || module->kind != PyObject::Kind::Str) bad("STACK_GLOBAL of non-strings");
-        push_str(module->text + "." + name->text, PyObject::Kind::Global);
+        push_global(module->text + "." + name->text);
         break;
       }
       case 'q': memo_[read_le(1)] = top(); break;  // BINPUT

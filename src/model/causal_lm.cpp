@@ -2,7 +2,10 @@
 #include "fusellm/model/causal_lm.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <cstring>
 #include <set>
+#include <tuple>
 
 #include "fusellm/model/registry.hpp"
 #include "fusellm/util/error.hpp"
@@ -113,6 +116,42 @@ std::optional<int64_t> token_id(const JsonView& config, const std::string& key) 
   return config.get<int64_t>(key);
 }
 
+// Sane maxima for the sizes config.json claims, checked before anything is declared or allocated: a
+// hostile or corrupt config ("num_hidden_layers": 2^31) must get its error at once, not after declaring
+// millions of placeholder tensors. Each bound is far above any published model (Llama-3.1-405B: 126
+// layers, hidden 16384, 128 heads, head_dim 128; the largest vocabularies ~256k; contexts up to ~10^7).
+constexpr int64_t kMaxLayers = 4096;
+constexpr int64_t kMaxHidden = 1 << 17;
+constexpr int64_t kMaxVocab = 1 << 24;
+constexpr int64_t kMaxHeads = 4096;
+constexpr int64_t kMaxHeadDim = 1 << 14;
+constexpr int64_t kMaxContext = int64_t{1} << 27;
+
+void check_size_limits(const ModelConfig& cfg) {
+  for (auto [value, key, limit] :
+       {std::tuple{cfg.vocab_size, "vocab_size", kMaxVocab}, {cfg.hidden_size, "hidden_size", kMaxHidden},
+        {cfg.num_layers, "num_hidden_layers", kMaxLayers}, {cfg.num_heads, "num_attention_heads", kMaxHeads},
+        {cfg.num_kv_heads, "num_key_value_heads", kMaxHeads}})
+    FUSELLM_CHECK(value <= limit, "{}: key '{}' is {}, above the sane maximum {} (a corrupt or hostile config?)",
+                  cfg.source, key, value, limit);
+}
+
+// The layers a checkpoint holds: one past the largest index N in names like "model.layers.N.…",
+// "gpt_neox.layers.N.…" or "transformer.blocks.N.…" (every family names a block by its index).
+int64_t checkpoint_layer_count(const std::vector<std::string>& names) {
+  int64_t count = 0;
+  for (const std::string& name : names) {
+    for (const char* marker : {".layers.", ".blocks.", ".h."}) {
+      const size_t at = name.find(marker);
+      if (at == std::string::npos) continue;
+      size_t pos = at + std::strlen(marker), end = pos;
+      while (end < name.size() && end - pos < 9 && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+      if (end > pos && end < name.size() && name[end] == '.') count = std::max<int64_t>(count, std::stoll(name.substr(pos, end - pos)) + 1);
+    }
+  }
+  return count;
+}
+
 }  // namespace
 
 at::Tensor CausalLM::forward(const ForwardArgs& args) {
@@ -197,10 +236,13 @@ ModelConfig read_model_config(const fs::path& dir) {
                             {cfg.num_layers, "num_layers"}, {cfg.num_heads, "num_attention_heads"},
                             {cfg.num_kv_heads, "num_key_value_heads"}})
     FUSELLM_CHECK(value > 0, "{}: key '{}' must be positive, got {}", cfg.source, key, value);
+  check_size_limits(cfg);
   FUSELLM_CHECK(cfg.num_heads % cfg.num_kv_heads == 0, "{}: num_attention_heads {} is not a multiple of "
                 "num_key_value_heads {}", cfg.source, cfg.num_heads, cfg.num_kv_heads);
   if (config.has("head_dim")) {
     cfg.head_dim = config.get<int64_t>("head_dim");
+    FUSELLM_CHECK(cfg.head_dim > 0 && cfg.head_dim <= kMaxHeadDim, "{}: key 'head_dim' is {}, outside 1..{}",
+                  cfg.source, cfg.head_dim, kMaxHeadDim);
   } else {
     FUSELLM_CHECK(cfg.hidden_size % cfg.num_heads == 0, "{}: hidden size {} is not divisible by {} heads",
                   cfg.source, cfg.hidden_size, cfg.num_heads);
@@ -213,6 +255,8 @@ ModelConfig read_model_config(const fs::path& dir) {
   auto context = optional_int(config, {"max_position_embeddings", "max_seq_len", "n_positions"});
   auto fallback = default_context.find(cfg.model_type);
   cfg.max_context = context.value_or(fallback != default_context.end() ? fallback->second : 2048);
+  FUSELLM_CHECK(cfg.max_context > 0 && cfg.max_context <= kMaxContext, "{}: the context length {} is outside 1..{}",
+                cfg.source, cfg.max_context, kMaxContext);
   // MPT ties its head to wte (mpt-7b's config has no key; PretrainedConfig's default is true); the llama,
   // mistral, qwen2 and gpt_neox config classes default to untied.
   cfg.tie_word_embeddings = config.get_or<bool>("tie_word_embeddings", mpt);
@@ -260,8 +304,13 @@ void load_weights(CausalLM& model, const io::CheckpointReader& reader, const io:
 
 std::unique_ptr<CausalLM> load_model(const fs::path& dir, const io::LoadOptions& options) {
   ModelConfig config = read_model_config(dir);
-  auto model = create_model(config);
   auto reader = io::open_checkpoint(dir);
+  // The layer count config.json claims must be what the weights hold, checked before the model declares
+  // a placeholder per layer (the per-tensor check in load_weights would come only after that loop).
+  const int64_t stored_layers = checkpoint_layer_count(reader->names());
+  if (stored_layers != config.num_layers)
+    fail("{}: claims {} layers, but {} holds {}", config.source, config.num_layers, reader->describe(), stored_layers);
+  auto model = create_model(config);
   load_weights(*model, *reader, options);
   spdlog::debug("{}: loaded {} ({} parameters, {})", dir.string(), model->config().model_type,
                 model->num_parameters(), c10::toString(model->dtype()));

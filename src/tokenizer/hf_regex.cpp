@@ -19,6 +19,16 @@ struct ThreadMatchContext {
     context = pcre2_match_context_create(nullptr);
     stack = pcre2_jit_stack_create(64 * 1024, 8 * 1024 * 1024, nullptr);
     if (context && stack) pcre2_jit_stack_assign(context, nullptr, stack);
+    // A hostile tokenizer.json may carry a catastrophically backtracking pattern (e.g. "(a+)+$"): these
+    // limits make such a match fail with an error instead of hanging tokenize. The match limit (PCRE2's
+    // own default, made explicit) bounds backtracking steps per match call and is honoured by the JIT;
+    // depth and heap bound the interpreter. The real pre-tokenizer patterns stay orders of magnitude
+    // below them (a GPT-2 style match costs a few steps per byte).
+    if (context) {
+      pcre2_set_match_limit(context, 10'000'000);
+      pcre2_set_depth_limit(context, 1'000'000);
+      pcre2_set_heap_limit(context, 256 * 1024);  // KiB
+    }
   }
   ~ThreadMatchContext() {
     if (stack) pcre2_jit_stack_free(stack);

@@ -170,7 +170,13 @@ std::unique_ptr<Tokenizer> load_file(const fs::path& file, ContentHash& hash) {
 
 }  // namespace
 
+std::unique_ptr<Tokenizer> load_tokenizer_checked(const fs::path& dir_or_file);
+
 std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& dir_or_file) {
+  return with_json_errors(dir_or_file.string(), [&] { return load_tokenizer_checked(dir_or_file); });
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer_checked(const fs::path& dir_or_file) {
   std::error_code ec;
   const auto status = fs::status(dir_or_file, ec);
   if (!fs::exists(status)) fail("{}: tokenizer path does not exist", dir_or_file.string());

@@ -276,3 +276,26 @@ TEST(TorchBin, MissingStorageRecord) {
     EXPECT_NE(message.find("data/9"), std::string::npos) << message;
   }
 }
+
+// The unpickler interprets only the globals a state dict needs (docs/formats.md): a pickle naming any
+// other — here the classic os.system payload — is refused at once, naming the file, offset and global.
+TEST(TorchBin, RefusesGlobalsOutsideTheAllowList) {
+  const fs::path path = scratch_dir("bin_evil_global") / "pytorch_model.bin";
+  PickleBuilder p;
+  p.proto().global("os", "system");
+  p.stop();
+  {
+    caffe2::serialize::PyTorchStreamWriter zip(path.string());
+    zip.writeRecord("data.pkl", p.bytes().data(), p.bytes().size());
+    zip.writeEndOfFile();
+  }
+  try {
+    fusellm::io::load_torch_bin(path);
+    FAIL() << "expected an error";
+  } catch (const fusellm::Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find(path.string() + ": "), std::string::npos) << message;
+    EXPECT_NE(message.find("'os.system'"), std::string::npos) << message;
+    EXPECT_NE(message.find("at byte 2"), std::string::npos) << message;
+  }
+}

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 
 #include "common/test_paths.hpp"
@@ -57,6 +58,31 @@ TEST(ModelErrors, ConfigMissingRequiredKey) {
   fs::path llama =
       write_variant("missing_family_key", "llama-rope-linear", [](json& c) { c.erase("intermediate_size"); });
   expect_error([&] { model::load_model(llama); }, {(llama / "config.json").string(), "intermediate_size"});
+}
+
+// Sizes a hostile or corrupt config.json claims are checked before the model declares anything: the
+// black-box finding of issue 15 (num_hidden_layers 10^6 ran > 20 s and grew without bound; 2^31 never
+// ended) now gets its one-line error at once. The time bound is generous (the check itself takes
+// microseconds; before the fix 10^6 layers took > 20 s), so it cannot flake on a slow machine.
+TEST(ModelErrors, HugeClaimedSizesFailFastBeforeAllocation) {
+  FUSELLM_REQUIRE_SHARED();
+  for (const int64_t layers : {int64_t{1000000}, int64_t{1} << 31, int64_t{100000}}) {
+    fs::path dir = write_variant("huge_layers_" + std::to_string(layers), "llama-rope-linear",
+                                 [&](json& c) { c["num_hidden_layers"] = layers; });
+    const auto start = std::chrono::steady_clock::now();
+    expect_error([&] { model::load_model(dir); },
+                 {(dir / "config.json").string(), "'num_hidden_layers' is " + std::to_string(layers), "sane maximum"});
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  }
+  // Within the maximum but more than the checkpoint holds: named against the weights before declaring.
+  fs::path more = write_variant("more_layers", "llama-rope-linear", [](json& c) { c["num_hidden_layers"] = 4000; });
+  expect_error([&] { model::load_model(more); }, {(more / "config.json").string(), "claims 4000 layers", "holds"});
+  for (const auto& [key, value] : std::vector<std::pair<std::string, int64_t>>{
+           {"vocab_size", int64_t{1} << 40}, {"hidden_size", int64_t{1} << 31}, {"num_attention_heads", 1 << 20},
+           {"max_position_embeddings", int64_t{1} << 62}}) {
+    fs::path dir = write_variant("huge_" + key, "llama-rope-linear", [&](json& c) { c[key] = value; });
+    expect_error([&] { model::read_model_config(dir); }, {(dir / "config.json").string()});
+  }
 }
 
 TEST(ModelErrors, MissingConfigFile) {

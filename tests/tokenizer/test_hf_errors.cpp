@@ -92,6 +92,25 @@ TEST(HfErrors, UnsupportedComponentsNameTheirType) {
   EXPECT_THAT(load_error("bad_regex", j.dump()), HasSubstr("(unclosed"));
 }
 
+// A catastrophically backtracking pre-tokenizer pattern ((a+)+$ on a run of a's that does not end the
+// text: 2^n paths) hits PCRE2's match limit and fails with an error naming the pattern's origin, instead
+// of hanging tokenize. Without the limit this input would run for longer than the universe has existed.
+TEST(HfErrors, BacktrackingRegexFailsInsteadOfHanging) {
+  json j = minimal_tokenizer_json();
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(a+)+$"}}}, {"behavior", "Isolated"}, {"invert", false}};
+  auto path = test::scratch_dir("hf_errors_backtracking") / "tokenizer.json";
+  write_file_atomic(path, j.dump());
+  auto tokenizer = load_hf_tokenizer_json(path);
+  EXPECT_EQ(tokenizer->encode_ids("aab", false).size(), 2u);  // a harmless input still works
+  try {
+    tokenizer->encode_ids(std::string(64, 'a') + "b", false);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("match limit"));
+    EXPECT_THAT(e.what(), HasSubstr("pre_tokenizer"));
+  }
+}
+
 TEST(HfErrors, Gpt2MergesNamingUnknownTokensNameTheMergesFile) {
   auto dir = test::scratch_dir("hf_errors_gpt2");
   write_file_atomic(dir / "vocab.json", R"({"a": 0, "b": 1, "ab": 2})");

@@ -17,6 +17,19 @@ using json = nlohmann::json;
 json parse_json_file(const fs::path& path);
 json parse_json_text(const std::string& text, const std::string& what);
 
+// Runs `body` (a reader of JSON `source`), turning nlohmann's own exceptions — a raw .get<T>() of the wrong
+// type, a missing key through at() — into one-line Errors naming the file. Readers name keys themselves
+// where they can (JsonView); this is the net for the look-ups that do not, so hostile input never escapes
+// as a library exception.
+template <typename Body>
+auto with_json_errors(const std::string& source, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const json::exception& e) {
+    fail("{}: malformed: {}", source, e.what());
+  }
+}
+
 // A JSON object together with where it came from, so look-ups can say which file and key is wrong.
 class JsonView {
  public:

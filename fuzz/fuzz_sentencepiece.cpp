@@ -1,0 +1,27 @@
+// SentencePiece .model files (protobuf: pieces, trainer and normalizer specs, the precompiled charsmap)
+// plus a text: parse, build the tokenizer, encode and decode. Bundle: `#@ tokenizer.model`, `#@ text`.
+#include "fuzz_support.hpp"
+#include "fusellm/tokenizer/sentencepiece.hpp"
+#include "fusellm/tokenizer/sentencepiece_model.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace fusellm;
+  fuzz::init_quiet_logging();
+  const std::string_view input(reinterpret_cast<const char*>(data), size);
+  std::string_view model = input;
+  std::string text = "Hello world, 123 é\n  tabs\there";
+  if (input.substr(0, 3) == "#@ ")
+    for (const auto& [name, body] : fuzz::split_bundle(input, "tokenizer.model")) {
+      if (name == "tokenizer.model") model = body;
+      if (name == "text") text = std::string(body);
+    }
+  fuzz::expect_clean_errors("fuzz_sentencepiece", [&] {
+    tok::SentencePieceTokenizer tokenizer(tok::parse_spm_model(model, "tokenizer.model"), "tokenizer.model");
+    for (bool specials : {false, true}) {
+      const tok::Encoding encoding = tokenizer.encode(text, specials);
+      (void)tokenizer.decode(encoding.ids, !specials);
+    }
+    (void)tokenizer.encode_untrimmed(text, true);
+  });
+  return 0;
+}
