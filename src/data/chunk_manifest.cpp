@@ -100,12 +100,12 @@ json ChunkManifest::to_json() const {
   json max_tokens = json::object();
   for (const auto& [hash, n] : totals.max_tokens) max_tokens[hash] = n;
   json shards_json = json::array();
-  for (const auto& s : shards)
-    shards_json.push_back({{"file", s.file},
-                           {"first_id", s.first_id},
-                           {"chunks", s.chunks},
-                           {"bytes", s.bytes},
-                           {"xxh3_64", s.xxh3_64}});
+  for (const auto& s : shards) {
+    json entry = {{"file", s.file}, {"first_id", s.first_id}, {"chunks", s.chunks}, {"bytes", s.bytes},
+                  {"xxh3_64", s.xxh3_64}};
+    s.blocks.to_json(entry);
+    shards_json.push_back(std::move(entry));
+  }
   return {{"format", kChunkDatasetFormat},
           {"version", kChunkDatasetVersion},
           {"settings", settings},
@@ -156,7 +156,8 @@ ChunkManifest ChunkManifest::from_json(const json& doc, const std::string& sourc
   for (size_t i = 0; i < doc["shards"].size(); ++i) {
     JsonView v(doc["shards"][i], source, fmt::format("shards[{}]", i));
     ChunkDatasetShard s{v.get<std::string>("file"), v.get<uint64_t>("first_id"), v.get<uint64_t>("chunks"),
-                        v.get<uint64_t>("bytes"), v.get<std::string>("xxh3_64")};
+                        v.get<uint64_t>("bytes"), v.get<std::string>("xxh3_64"),
+                        BlockDigest::from_json(doc["shards"][i], source)};
     FUSELLM_CHECK(s.file.find('/') == std::string::npos && s.file.find("..") == std::string::npos,
                   "{}: shards[{}].file '{}' must be a plain file name", source, i, s.file);
     m.shards.push_back(std::move(s));

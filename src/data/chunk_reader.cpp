@@ -56,8 +56,8 @@ ChunkDataset ChunkDataset::open(const fs::path& dir, bool verify_checksums) {
     const char* data = reinterpret_cast<const char*>(file.data());
     if (verify_checksums) {
       const std::string actual = fmt::format("{:016x}", XXH3_64bits(data, file.size()));
-      FUSELLM_CHECK(actual == shard.xxh3_64, "{}: checksum mismatch (xxh3_64 {}, manifest says {}): the shard was altered",
-                    path.string(), actual, shard.xxh3_64);
+      FUSELLM_CHECK(actual == shard.xxh3_64, "{}: checksum mismatch{} (xxh3_64 {}, manifest says {}): the shard was altered",
+                    path.string(), shard.blocks.locate_damage(data, file.size()), actual, shard.xxh3_64);
     }
     std::vector<uint64_t> starts;
     starts.reserve(shard.chunks + 1);

@@ -60,6 +60,7 @@ struct ChunkDatasetWriter::State {
     file = nullptr;
     if (!ok || !closed) fail("{}: write failed (disk full?)", temp_path.string());
     current.xxh3_64 = fmt::format("{:016x}", XXH3_64bits_digest(hash));
+    current.blocks = BlockDigest::of_file(temp_path);
     commit_temp_file(temp_path, dir / current.file);
     temp_path.clear();
     shards.push_back(current);

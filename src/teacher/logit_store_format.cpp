@@ -150,9 +150,11 @@ StoreInfo info_from_json(const JsonView& view) {
 }
 
 json shard_to_json(const ShardEntry& entry) {
-  return json{{"shard_index", entry.shard_index}, {"file", entry.file},   {"records", entry.records},
-              {"tokens", entry.tokens},           {"bytes", entry.bytes}, {"xxh3_64", entry.xxh3_64},
-              {"first_chunk_id", entry.first_chunk_id}};
+  json j{{"shard_index", entry.shard_index}, {"file", entry.file},   {"records", entry.records},
+         {"tokens", entry.tokens},           {"bytes", entry.bytes}, {"xxh3_64", entry.xxh3_64},
+         {"first_chunk_id", entry.first_chunk_id}};
+  entry.blocks.to_json(j);
+  return j;
 }
 
 ShardEntry shard_from_json(const JsonView& view) {
@@ -164,6 +166,7 @@ ShardEntry shard_from_json(const JsonView& view) {
   entry.bytes = view.get<uint64_t>("bytes");
   entry.xxh3_64 = view.get<std::string>("xxh3_64");
   entry.first_chunk_id = view.get<uint64_t>("first_chunk_id");
+  entry.blocks = BlockDigest::from_json(view.raw(), view.source());
   // A shard name is a plain file name: never a path that could leave the store directory.
   FUSELLM_CHECK(!entry.file.empty() && entry.file.find('/') == std::string::npos && entry.file != "." &&
                     entry.file != "..",

@@ -118,8 +118,8 @@ void LogitStoreReader::open_shard(size_t s, const ReaderOptions& options) {
                 entry.bytes);
   if (options.verify_checksums) {
     const std::string actual = xxh3_hex(file.data(), file.size());
-    FUSELLM_CHECK(actual == entry.xxh3_64, "{}: checksum mismatch (xxh3_64 {}, manifest says {}): the shard is "
-                  "corrupt", name, actual, entry.xxh3_64);
+    FUSELLM_CHECK(actual == entry.xxh3_64, "{}: checksum mismatch{} (xxh3_64 {}, manifest says {}): the shard is "
+                  "corrupt", name, entry.blocks.locate_damage(file.data(), file.size()), actual, entry.xxh3_64);
   }
   const ParsedShard parsed = parse_shard(file.data(), file.size(), name, info_.id_dtype(), info_.logprob_dtype,
                                          info_.k);

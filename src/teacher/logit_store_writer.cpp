@@ -239,6 +239,7 @@ void LogitStoreWriter::finish_shard() {
   committed.xxh3_64 = fmt::format("{:016x}", static_cast<uint64_t>(XXH3_64bits_digest(shard.hash)));
   committed.first_chunk_id = std::numeric_limits<uint64_t>::max();
   for (const IndexEntry& e : shard.index) committed.first_chunk_id = std::min(committed.first_chunk_id, e.chunk_id);
+  committed.blocks = BlockDigest::of_file(shard.temp);
 
   commit_temp_file(shard.temp, shard.target);
   open_.reset();

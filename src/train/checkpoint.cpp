@@ -4,12 +4,16 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
+#include "fusellm/util/block_digest.hpp"
 #include "fusellm/util/error.hpp"
+#include "fusellm/util/fs.hpp"
+#include "fusellm/util/json.hpp"
 #include "fusellm/util/log.hpp"
 
 namespace fusellm::train {
@@ -38,6 +42,52 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) 
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// Every file of a checkpoint (but state.json, which holds this table) with its size, XXH3-64 and block
+// checksums: resume verifies them all, so a flipped byte anywhere — weights, optimizer state, a ZeRO shard —
+// is an error naming the file and where in it, never a silently different run.
+json file_table(const fs::path& checkpoint) {
+  json files = json::object();
+  std::vector<fs::path> paths;
+  for (const auto& e : fs::recursive_directory_iterator(checkpoint))
+    if (e.is_regular_file()) paths.push_back(e.path());
+  std::sort(paths.begin(), paths.end());
+  for (const fs::path& path : paths) {
+    const std::string rel = fs::relative(path, checkpoint).generic_string();
+    if (rel == "trainer_state/state.json") continue;
+    json entry = {{"bytes", fs::file_size(path)}};
+    if (fs::file_size(path) > 0) {
+      MappedFile file(path);
+      entry["xxh3_64"] = fmt::format("{:016x}", XXH3_64bits(file.data(), file.size()));
+      BlockDigest::of(file.data(), file.size()).to_json(entry);
+    } else {
+      entry["xxh3_64"] = fmt::format("{:016x}", XXH3_64bits(nullptr, 0));
+    }
+    files[rel] = std::move(entry);
+  }
+  return files;
+}
+
+void verify_file_table(const fs::path& checkpoint, const json& files, const std::string& manifest) {
+  FUSELLM_CHECK(files.is_object(), "{}: 'files' is not an object", manifest);
+  for (const auto& [rel, entry] : files.items()) {
+    FUSELLM_CHECK(!rel.empty() && rel.front() != '/' && rel.find("..") == std::string::npos,
+                  "{}: files: '{}' is not a path inside the checkpoint", manifest, rel);
+    const fs::path path = checkpoint / rel;
+    std::error_code ec;
+    FUSELLM_CHECK(fs::is_regular_file(path, ec), "{}: missing (listed in {})", path.string(), manifest);
+    const JsonView view(entry, manifest, "files." + rel);
+    const uint64_t bytes = view.get<uint64_t>("bytes"), size = fs::file_size(path);
+    FUSELLM_CHECK(size == bytes, "{}: {} bytes, {} says {} (truncated or altered)", path.string(), size, manifest, bytes);
+    if (size == 0) continue;
+    MappedFile file(path);
+    const std::string actual = fmt::format("{:016x}", XXH3_64bits(file.data(), file.size()));
+    const std::string want = view.get<std::string>("xxh3_64");
+    FUSELLM_CHECK(actual == want, "{}: checksum mismatch{} (xxh3_64 {}, {} says {}): the checkpoint is corrupt",
+                  path.string(), BlockDigest::from_json(entry, manifest).locate_damage(file.data(), file.size()),
+                  actual, manifest, want);
+  }
 }
 
 }  // namespace
@@ -77,6 +127,7 @@ fs::path save_checkpoint(const fs::path& output_dir, const fs::path& model_sourc
   json meta = {{"format", "fusellm.train_state"}, {"version", 1}, {"step", state.step},
                {"total_steps", state.total_steps}, {"loader", state.loader_position}, {"config", state.config}};
   if (!state.zero.is_null()) meta["zero"] = state.zero;
+  meta["files"] = file_table(tmp);
   write_file_atomic(tmp / "trainer_state" / "state.json", meta.dump(2) + "\n");
   maybe_kill_in_save(state.step);
 
@@ -93,6 +144,8 @@ fs::path save_checkpoint(const fs::path& output_dir, const fs::path& model_sourc
   return final_dir;
 }
 
+TrainState load_train_state_checked(const fs::path& checkpoint_dir);
+
 std::optional<fs::path> latest_checkpoint(const fs::path& output_dir) {
   const fs::path pointer = checkpoints_dir(output_dir) / "latest";
   if (!fs::exists(pointer)) return std::nullopt;
@@ -104,11 +157,18 @@ std::optional<fs::path> latest_checkpoint(const fs::path& output_dir) {
 }
 
 TrainState load_train_state(const fs::path& checkpoint_dir) {
+  const fs::path meta_path = checkpoint_dir / "trainer_state" / "state.json";
+  return with_json_errors(meta_path.string(), [&] { return load_train_state_checked(checkpoint_dir); });
+}
+
+TrainState load_train_state_checked(const fs::path& checkpoint_dir) {
   const fs::path state_dir = checkpoint_dir / "trainer_state";
   const fs::path meta_path = state_dir / "state.json";
   json meta = json::parse(read_file(meta_path), nullptr, false);
-  FUSELLM_CHECK(!meta.is_discarded() && meta.value("format", "") == "fusellm.train_state",
+  FUSELLM_CHECK(!meta.is_discarded() && meta.is_object() && meta.value("format", "") == "fusellm.train_state",
                 "{}: not a fusellm training state", meta_path.string());
+  // Checkpoints written before the file table existed have none; every later one is verified whole.
+  if (meta.contains("files")) verify_file_table(checkpoint_dir, meta["files"], meta_path.string());
   TrainState state;
   state.step = meta.at("step").get<int64_t>();
   state.total_steps = meta.at("total_steps").get<int64_t>();

@@ -124,11 +124,15 @@ TEST(ChunkDataset, CorruptedShardIsAChecksumErrorNamingIt) {
   write_sample(dir, 7);
   const fs::path shard = dir / "chunks-00001.jsonl";
   std::string bytes = read_file(shard);
-  bytes[bytes.find("part")] = 'P';  // same size, other content
+  const size_t at = bytes.find("part");
+  bytes[at] = 'P';  // same size, other content
   test::write_text_file(shard, bytes);
   const std::string error = open_error(dir);
   EXPECT_THAT(error, HasSubstr(shard.string()));
   EXPECT_THAT(error, HasSubstr("checksum mismatch"));
+  // Where: the 4 KiB block (block checksums in the manifest) holding the changed byte.
+  const size_t block = at / 4096 * 4096;
+  EXPECT_THAT(error, HasSubstr(fmt::format("in bytes {}..{}", block, std::min(block + 4096, bytes.size()) - 1)));
   // Without checksum verification it opens, and the damaged line is reported where it is read.
   ChunkDataset ds = ChunkDataset::open(dir, /*verify_checksums=*/false);
   EXPECT_NO_THROW(ds.at(0));

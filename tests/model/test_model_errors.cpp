@@ -77,10 +77,10 @@ TEST(ModelErrors, HugeClaimedSizesFailFastBeforeAllocation) {
   // Within the maximum but more than the checkpoint holds: named against the weights before declaring.
   fs::path more = write_variant("more_layers", "llama-rope-linear", [](json& c) { c["num_hidden_layers"] = 4000; });
   expect_error([&] { model::load_model(more); }, {(more / "config.json").string(), "claims 4000 layers", "holds"});
-  for (const auto& [key, value] : std::vector<std::pair<std::string, int64_t>>{
+  for (const auto& huge : std::vector<std::pair<std::string, int64_t>>{
            {"vocab_size", int64_t{1} << 40}, {"hidden_size", int64_t{1} << 31}, {"num_attention_heads", 1 << 20},
            {"max_position_embeddings", int64_t{1} << 62}}) {
-    fs::path dir = write_variant("huge_" + key, "llama-rope-linear", [&](json& c) { c[key] = value; });
+    fs::path dir = write_variant("huge_" + huge.first, "llama-rope-linear", [&](json& c) { c[huge.first] = huge.second; });
     expect_error([&] { model::read_model_config(dir); }, {(dir / "config.json").string()});
   }
 }

@@ -100,6 +100,34 @@ TEST(Checkpoint, RotationKeepsLastAndIgnoresCrashedTemp) {
   EXPECT_TRUE(at::equal(back.optimizer[0].second, at::full({2}, 3.0)));
 }
 
+// state.json lists every file of the checkpoint with its checksums: one flipped byte in the weights (data
+// past the header, which the safetensors reader alone could not notice) fails the resume, naming the file
+// and the 4 KiB block that holds the byte.
+TEST(Checkpoint, FlippedByteInWeightsIsNamedWithItsOffsetOnResume) {
+  const fs::path out = test::scratch_dir("ckpt_bitflip");
+  io::NamedTensors weights = {{"w", at::arange(3000, at::kFloat)}};  // 12000 bytes of data: three blocks
+  TrainState s;
+  s.step = 1;
+  s.total_steps = 1;
+  s.loader_position = json::object();
+  s.optimizer = {{"exp_avg.w", at::zeros({3000})}};
+  const fs::path dir = save_checkpoint(out, out / "no_model_files_here", weights, s, 0);
+  EXPECT_NO_THROW(load_train_state(dir));
+  const fs::path file = dir / "model.safetensors";
+  std::string bytes = read_file(file);
+  const size_t at = bytes.size() - 5000;  // in the second 4 KiB block
+  bytes[at] ^= 0x10;
+  write_file_atomic(file, bytes);
+  try {
+    load_train_state(dir);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find(file.string() + ": checksum mismatch in bytes " + std::to_string(at / 4096 * 4096) + ".."),
+              std::string::npos) << message;
+  }
+}
+
 TEST(PackedSequenceSource, EveryEpochVisitsEachSequenceOnceAndPositionsRestart) {
   std::vector<std::vector<int64_t>> docs = {{1, 2, 3}, {4, 5, 6, 7, 8}, {9, 10, 11, 12}};  // 12 tokens
   PackedSequenceSource src(docs, 4, 7, true);

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fusellm/util/block_digest.hpp"
 #include "fusellm/data/chunker.hpp"
 #include "fusellm/data/corpus.hpp"
 #include "fusellm/util/fs.hpp"
@@ -38,6 +39,7 @@ struct ChunkDatasetShard {
   uint64_t chunks = 0;
   uint64_t bytes = 0;
   std::string xxh3_64;  // 16 lowercase hex digits over the whole file
+  BlockDigest blocks;   // per-block XXH3-64, to say where a corrupt shard is damaged
 };
 
 struct ChunkDatasetTotals {

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fusellm/util/block_digest.hpp"
 #include "fusellm/util/fs.hpp"
 
 namespace fusellm::teacher {
@@ -67,6 +68,7 @@ struct ShardEntry {
   uint64_t bytes = 0;
   std::string xxh3_64;  // 16 lowercase hex digits over the whole file
   uint64_t first_chunk_id = 0;  // smallest chunk id in the shard (UINT64_MAX when empty)
+  BlockDigest blocks;           // per-block XXH3-64, to say where a corrupt shard is damaged
 };
 
 // Writes one rank's shards into a store directory. Shard j holds whatever chunks the caller adds between
