@@ -12,6 +12,7 @@
 
 #include "fusellm/util/block_digest.hpp"
 #include "fusellm/util/error.hpp"
+#include "fusellm/util/fault_hooks.hpp"
 #include "fusellm/util/fs.hpp"
 #include "fusellm/util/json.hpp"
 #include "fusellm/util/log.hpp"
@@ -28,10 +29,7 @@ fs::path checkpoints_dir(const fs::path& output_dir) { return output_dir / "chec
 
 // Test hook: FUSELLM_TRAIN_KILL_IN_SAVE=N kills the process with SIGKILL after checkpoint N's temp
 // directory is complete and before it is renamed into place (the worst moment for a crash).
-void maybe_kill_in_save(int64_t step) {
-  const char* env = std::getenv("FUSELLM_TRAIN_KILL_IN_SAVE");
-  if (env && std::atoll(env) == step) ::kill(::getpid(), SIGKILL);
-}
+void maybe_kill_in_save(int64_t step) { maybe_kill_self("FUSELLM_TRAIN_KILL_IN_SAVE", step); }
 
 std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) {
   std::vector<std::pair<int64_t, fs::path>> out;

@@ -11,13 +11,143 @@
 #include <cstdlib>
 #endif
 
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "fusellm/util/error.hpp"
+#include "fusellm/util/fault_hooks.hpp"
 
 namespace fusellm::train {
 
 namespace {
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// Which ranks are alive, so that a failed collective can name the dead one. Every rank adds 1 to its own
+// counter in the TCPStore once a second and reads everyone's; a counter that has not moved for a few seconds
+// belongs to a dead (or hung) rank. The observations are kept, so they still answer after the store itself
+// went away with rank 0. A rank that diagnosed the failure sets a flag before it leaves: its silence is not
+// death. Costs 2·world store reads per rank per second.
+class Liveness {
+ public:
+  Liveness(c10::intrusive_ptr<c10d::Store> store, int rank, int world)
+      : store_(std::move(store)), rank_(rank), world_(world), count_(size_t(world), -1), diagnosed_(size_t(world), false),
+        changed_(size_t(world), Clock::now()) {
+    thread_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(mutex_);
+      while (!stop_) {
+        lock.unlock();
+        const bool ok = beat_and_poll();
+        lock.lock();
+        if (!ok) {
+          store_gone_ = true;
+          break;
+        }
+        stopped_.wait_for(lock, std::chrono::seconds(1));
+      }
+    });
+  }
+  ~Liveness() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    stopped_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // "rank 2 stopped responding (dead or hung)", "rank 0 (which serves the TCPStore) is gone", or "".
+  std::string describe_dead() {
+    std::vector<int> dead;
+    try {
+      // Two readings 1.5 s apart: a live rank beats every second, so its counter must have moved.
+      const std::vector<int64_t> before = read_counters("fusellm/alive/");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      const std::vector<int64_t> after = read_counters("fusellm/alive/");
+      const std::vector<int64_t> diagnosed = read_counters("fusellm/diagnosed/");
+      for (int r = 0; r < world_; ++r)
+        if (r != rank_ && after[size_t(r)] == before[size_t(r)] && diagnosed[size_t(r)] == 0) dead.push_back(r);
+      std::lock_guard<std::mutex> lock(store_mutex_);
+      store_->add("fusellm/diagnosed/" + std::to_string(rank_), 1);
+    } catch (const std::exception&) {
+      dead = suspects();  // the store went away meanwhile: what the heartbeat thread saw before that
+      if (dead.empty()) return "rank 0 (which serves the TCPStore) is gone";
+    }
+    // Rank 0 serves the store: it stays (5 s at most) until every other live rank has diagnosed too, so
+    // none of them mistakes rank 0's own exit for its death.
+    for (int i = 0; rank_ == 0 && i < 50; ++i) {
+      std::vector<int64_t> diagnosed;
+      try {
+        diagnosed = read_counters("fusellm/diagnosed/");
+      } catch (const std::exception&) {
+        break;
+      }
+      bool pending = false;
+      for (int r = 1; r < world_; ++r)
+        pending = pending || (diagnosed[size_t(r)] == 0 && std::find(dead.begin(), dead.end(), r) == dead.end());
+      if (!pending) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (dead.empty()) return "";
+    std::string list;
+    for (int r : dead) list += (list.empty() ? "" : ", ") + std::to_string(r);
+    return fmt::format("rank {} stopped responding (dead or hung)", list);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  std::vector<int> suspects() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<int> dead;
+    for (int r = 0; r < world_; ++r)
+      if (r != rank_ && !diagnosed_[size_t(r)] && last_poll_ - changed_[size_t(r)] >= std::chrono::milliseconds(1500))
+        dead.push_back(r);
+    return dead;
+  }
+  std::vector<int64_t> read_counters(const char* prefix) {
+    std::lock_guard<std::mutex> lock(store_mutex_);
+    std::vector<int64_t> values(static_cast<size_t>(world_));
+    for (int r = 0; r < world_; ++r) values[size_t(r)] = store_->add(prefix + std::to_string(r), 0);
+    return values;
+  }
+  bool beat_and_poll() {
+    try {
+      std::vector<int64_t> counts(static_cast<size_t>(world_));
+      std::vector<bool> diagnosed(static_cast<size_t>(world_));
+      {
+        std::lock_guard<std::mutex> lock(store_mutex_);
+        store_->add("fusellm/alive/" + std::to_string(rank_), 1);
+        for (int r = 0; r < world_; ++r) {
+          counts[size_t(r)] = store_->add("fusellm/alive/" + std::to_string(r), 0);
+          diagnosed[size_t(r)] = store_->add("fusellm/diagnosed/" + std::to_string(r), 0) > 0;
+        }
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      last_poll_ = Clock::now();
+      for (size_t r = 0; r < counts.size(); ++r) {
+        if (counts[r] != count_[r]) count_[r] = counts[r], changed_[r] = last_poll_;
+        diagnosed_[r] = diagnosed[r];
+      }
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
+  c10::intrusive_ptr<c10d::Store> store_;
+  const int rank_, world_;
+  std::mutex mutex_, store_mutex_;
+  std::condition_variable stopped_;
+  bool stop_ = false, store_gone_ = false;
+  std::vector<int64_t> count_;
+  std::vector<bool> diagnosed_;
+  std::vector<Clock::time_point> changed_;
+  Clock::time_point last_poll_ = Clock::now();
+  std::thread thread_;
+};
 
 // The group's collectives as closures: ProcessGroupGloo derives from ProcessGroup in LibTorch 1.13 and
 // from Backend in 2.x, and NCCL's is another class again; all of them start an all-reduce with
@@ -83,6 +213,7 @@ class ProcessGroupReducerImpl : public ProcessGroupReducer {
     }
     if (options.overlap)
       overlapped_ = std::make_unique<OverlappedGradReduce>(group_.allreduce, options.bucket_bytes, info.world_size);
+    liveness_ = std::make_unique<Liveness>(store_, info.rank, info.world_size);
   }
 
   int rank() const override { return info_.rank; }
@@ -90,16 +221,21 @@ class ProcessGroupReducerImpl : public ProcessGroupReducer {
   const char* backend() const override { return group_.backend; }
 
   void average(const std::vector<at::Tensor>& grads) override {
+    maybe_kill_self("FUSELLM_TRAIN_KILL_IN_COLLECTIVE", ++gradient_reductions_);
     guarded("all-reduce of gradients",
             [&] { allreduce_average(grads, options_.bucket_bytes, info_.world_size, group_.allreduce); });
   }
 
   void begin_last_backward(const std::vector<at::Tensor>& params) override {
+    // Test hook: a rank dying in the middle of a step (forward done, before the last backward).
+    maybe_kill_self("FUSELLM_TRAIN_KILL_IN_STEP", ++last_backwards_);
     if (overlapped_) overlapped_->begin(params);
   }
 
   void finish(const std::vector<at::Tensor>& params) override {
     if (!overlapped_) return GradientReducer::finish(params);
+    // The hook fires here, with this step's bucket all-reduces already launched on the other ranks.
+    maybe_kill_self("FUSELLM_TRAIN_KILL_IN_COLLECTIVE", ++gradient_reductions_);
     guarded("all-reduce of gradients", [&] { overlapped_->finish(); });
   }
 
@@ -131,6 +267,10 @@ class ProcessGroupReducerImpl : public ProcessGroupReducer {
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
+      const std::string cause = liveness_ ? liveness_->describe_dead() : "";
+      if (!cause.empty())
+        fail("data parallel: rank {}/{}: {} failed: {}: {}", info_.rank, info_.world_size, what, cause,
+             first_line(e.what()));
       fail("data parallel: rank {}/{}: {} failed (another rank died or timed out?): {}", info_.rank,
            info_.world_size, what, first_line(e.what()));
     }
@@ -141,6 +281,8 @@ class ProcessGroupReducerImpl : public ProcessGroupReducer {
   c10::intrusive_ptr<c10d::Store> store_;
   Group group_{"none", nullptr};
   std::unique_ptr<OverlappedGradReduce> overlapped_;
+  std::unique_ptr<Liveness> liveness_;
+  int64_t gradient_reductions_ = 0, last_backwards_ = 0;
 };
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "fusellm/train/precision.hpp"
 #include "fusellm/train/sharded_state.hpp"
 #include "fusellm/train/zero.hpp"
+#include "fusellm/util/fault_hooks.hpp"
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/log.hpp"
 #include "fusellm/util/progress.hpp"
@@ -104,10 +105,7 @@ Trainer::~Trainer() = default;
 namespace {
 
 // Test hook: FUSELLM_TRAIN_KILL_AT_STEP=N kills the process with SIGKILL right after optimizer step N.
-void maybe_kill_at_step(int64_t step) {
-  const char* env = std::getenv("FUSELLM_TRAIN_KILL_AT_STEP");
-  if (env && std::atoll(env) == step) ::kill(::getpid(), SIGKILL);
-}
+void maybe_kill_at_step(int64_t step) { maybe_kill_self("FUSELLM_TRAIN_KILL_AT_STEP", step); }
 
 // Keeps only the metric lines of steps already done (a killed run may have logged past its checkpoint).
 void truncate_metrics(const fs::path& path, int64_t last_step) {
@@ -172,6 +170,7 @@ void Trainer::save(int64_t step) {
     if (main_rank) begun = begin_checkpoint(opt_.config.output_dir, step);
     if (opt_.reducer) opt_.reducer->barrier();
     const fs::path tmp = opt_.config.output_dir / "checkpoints" / (".tmp-" + checkpoint_name(step));
+    maybe_kill_self("FUSELLM_TRAIN_KILL_IN_SAVE", step);  // a rank dying while the shards are written
     write_zero_shard(tmp, *zero_, rank, world);
     if (opt_.reducer) opt_.reducer->barrier();
     if (!main_rank) return;

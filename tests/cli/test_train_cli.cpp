@@ -3,6 +3,11 @@
 // weights as an uninterrupted run; two Gloo ranks equal one process with the same global batch, with the
 // gradient all-reduce during or after backward; a rank whose peer never comes fails with a clear message;
 // config errors are one clear line before any work.
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <thread>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -199,6 +204,67 @@ TEST(TrainCli, MissingPeerTimesOutWithClearMessage) {
                    fx.dir / "alone.log");
   EXPECT_EQ(e.code, 1) << e.output;
   EXPECT_THAT(e.output, HasSubstr("data parallel: rank 0/2"));
+}
+
+// A rank SIGKILLed in the middle of a step, of rank 0's checkpoint save, or of the gradient all-reduce:
+// every other rank exits (non-zero) well within train.dist_timeout_s with one line naming the dead rank,
+// and `--resume` on all ranks continues from the last complete checkpoint to the uninterrupted result.
+TEST(TrainCli, DeadRankIsNamedAndResumeRecovers) {
+  FUSELLM_REQUIRE_SHARED();
+  Fixture fx("train_cli_dead_rank");
+  json t = base_train();
+  t["max_steps"] = 8;
+  t["save_every"] = 2;
+  t["dist_timeout_s"] = 60;
+  const auto ref = test::run_ranks(fx.config("ref", t), 3, fx.dir, "ref");
+  for (const Exit& e : ref) ASSERT_EQ(e.code, 0) << e.output;
+  const std::string want = test::bytes_of(fx.dir / "ref" / "checkpoints" / "step-00000008" / "model.safetensors");
+  struct Case { std::string name, env; int rank; std::string named; };
+  for (const Case& c : {Case{"in_step", "FUSELLM_TRAIN_KILL_IN_STEP=6", 2, "rank 2 stopped responding"},
+                        Case{"in_save", "FUSELLM_TRAIN_KILL_IN_SAVE=4", 0, "rank 0 (which serves the TCPStore) is gone"},
+                        Case{"in_collective", "FUSELLM_TRAIN_KILL_IN_COLLECTIVE=7", 1, "rank 1 stopped responding"}}) {
+    SCOPED_TRACE(c.name);
+    const std::string config = fx.config(c.name, t);
+    const std::string port = "MASTER_PORT=" + std::to_string(free_port());
+    std::vector<pid_t> pids;
+    for (int r = 0; r < 3; ++r)
+      pids.push_back(test::spawn_cli(train_args(config), {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r),
+                                     "WORLD_SIZE=3", "MASTER_ADDR=127.0.0.1", port, c.env,
+                                     "FUSELLM_KILL_RANK=" + std::to_string(c.rank)},
+                                     fx.dir / (c.name + std::to_string(r) + ".log")));
+    // Exit times, measured from the moment the killed rank is reaped.
+    std::vector<double> exited(3, -1);
+    std::vector<int> status(3, 0);
+    const auto start = std::chrono::steady_clock::now();
+    std::optional<std::chrono::steady_clock::time_point> death;
+    while (std::count(exited.begin(), exited.end(), -1.0) > 0 &&
+           std::chrono::steady_clock::now() - start < std::chrono::seconds(300)) {
+      for (int r = 0; r < 3; ++r) {
+        if (exited[size_t(r)] >= 0 || ::waitpid(pids[size_t(r)], &status[size_t(r)], WNOHANG) != pids[size_t(r)]) continue;
+        const auto now = std::chrono::steady_clock::now();
+        if (r == c.rank) death = now;
+        exited[size_t(r)] = std::chrono::duration<double>(now - start).count();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(death) << "the killed rank did not end";
+    EXPECT_TRUE(WIFSIGNALED(status[size_t(c.rank)]) && WTERMSIG(status[size_t(c.rank)]) == SIGKILL);
+    const double died_at = std::chrono::duration<double>(*death - start).count();
+    for (int r = 0; r < 3; ++r) {
+      if (r == c.rank) continue;
+      const std::string log = read_file(fx.dir / (c.name + std::to_string(r) + ".log"));
+      ASSERT_GE(exited[size_t(r)], 0) << "rank " << r << " still running: " << log;
+      EXPECT_TRUE(WIFEXITED(status[size_t(r)]) && WEXITSTATUS(status[size_t(r)]) == 1) << log;
+      EXPECT_THAT(log, HasSubstr(c.named)) << "rank " << r;
+      const double after = exited[size_t(r)] - died_at;
+      std::printf("[ dead rank ] %s: rank %d killed, rank %d exited %.2f s later\n", c.name.c_str(), c.rank, r, after);
+      EXPECT_LT(after, 60.0) << "not within dist_timeout_s";
+    }
+    const auto resumed = test::run_ranks(config, 3, fx.dir, c.name + "_resume", /*resume=*/true);
+    for (const Exit& e : resumed) ASSERT_EQ(e.code, 0) << e.output;
+    EXPECT_THAT(resumed[0].output, HasSubstr("resumed from"));
+    EXPECT_TRUE(test::bytes_of(fx.dir / c.name / "checkpoints" / "step-00000008" / "model.safetensors") == want);
+  }
 }
 
 TEST(TrainCli, ConfigErrorsAreClearAndEarly) {
