@@ -9,6 +9,7 @@
 
 #include "fusellm/teacher/half_float.hpp"
 #include "fusellm/teacher/logit_store.hpp"
+#include "fusellm/util/log.hpp"
 #include "fusellm/util/error.hpp"
 #include "logit_store_format.hpp"
 
@@ -97,7 +98,15 @@ bool LogitStoreWriter::shard_complete(uint32_t shard_index) const {
   const uintmax_t size = fs::file_size(path, ec);
   if (ec || size != it->second.bytes) return false;
   try {
-    return xxh3_hex_of_file(path) == it->second.xxh3_64;
+    if (size == 0) return xxh3_hex(nullptr, 0) == it->second.xxh3_64;
+    MappedFile file(path);
+    const std::string actual = xxh3_hex(file.data(), file.size());
+    if (actual == it->second.xxh3_64) return true;
+    // Damaged since it was committed (the size still matches): say where, then the caller computes it again.
+    spdlog::warn("{}: checksum mismatch{} (xxh3_64 {}, progress file says {}): the shard is corrupt; computing it "
+                 "again", path.string(), it->second.blocks.locate_damage(file.data(), file.size()), actual,
+                 it->second.xxh3_64);
+    return false;
   } catch (const Error&) {
     return false;
   }

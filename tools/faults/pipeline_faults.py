@@ -49,7 +49,7 @@ def sha(path):
     return h.hexdigest()
 
 
-def write_config(out, models, corpus):
+def write_config(path, out, models, corpus):
     stories = os.path.join(SHARED, "models", "stories260K-hf")
     config = {
         "models": [{"name": "target", "path": stories, "role": "target"},
@@ -65,7 +65,6 @@ def write_config(out, models, corpus):
         "eval": {"tasks": "bpb", "data": {"bpb": corpus}, "limit": 6, "models": "trained",
                  "out_dir": os.path.join(out, "evals")},
     }
-    path = out + ".json"
     with open(path, "w") as f:
         json.dump(config, f, indent=2)
     return path
@@ -90,7 +89,9 @@ class Pipeline:
                 f.write(text[:text.rfind("\n\n")] + "\n")
 
     def config(self, name, out=None):
-        return write_config(out or os.path.join(self.work, name), self.models, self.corpus)
+        """Writes work/<name>.json for outputs under `out` (default work/<name>)."""
+        return write_config(os.path.join(self.work, name + ".json"), out or os.path.join(self.work, name),
+                            self.models, self.corpus)
 
     def start(self, config, log):
         return subprocess.Popen([self.fusellm, "run", "--config", config, "--no-progress"], stdout=log,
@@ -184,10 +185,11 @@ def umount(path):
 
 
 def du(path):
+    """Bytes a tree takes on tmpfs: whole 4 KiB pages per file."""
     total = 0
     for base, _, files in os.walk(path):
         for name in files:
-            total += os.path.getsize(os.path.join(base, name))
+            total += (os.path.getsize(os.path.join(base, name)) + 4095) // 4096 * 4096
     return total
 
 
@@ -213,13 +215,14 @@ def case_diskfull(p):
     for stage, budget in plans:
         mnt = os.path.join(p.work, "tmpfs-" + stage.split()[0])
         umount(mnt)
-        mount_tmpfs(mnt, budget + 64 * 4096)
+        mount_tmpfs(mnt, budget)
         try:
             out = os.path.join(mnt, "run")
-            config = p.config("", out=out)
+            config = p.config("diskfull-" + stage.split()[0], out=out)
             rc, seconds, text = p.run(config, os.path.join(p.work, "diskfull-%s.log" % stage.split()[0]))
             line = one_line_error_naming_a_file(text, mnt)
-            check(rc != 0 and line is not None, "disk full during %s: exit %d, error: %s" % (stage, rc, line))
+            check(rc != 0 and line is not None, "disk full, aimed at %s, hit %s: exit %d, error: %s" %
+                  (stage, last_stage(text), rc, line))
             markers = sorted(os.listdir(os.path.join(out, "train", "run"))) if os.path.isdir(
                 os.path.join(out, "train", "run")) else []
             print("        stages marked complete: %s" % (markers or "none"), flush=True)
@@ -240,7 +243,7 @@ def case_readonly(p):
     umount(mnt)
     mount_tmpfs(mnt, 1 << 20, readonly=True)
     try:
-        config = p.config("", out=os.path.join(mnt, "run"))
+        config = p.config("readonly-run", out=os.path.join(mnt, "run"))
         rc, seconds, text = p.run(config, os.path.join(p.work, "readonly.log"))
         line = one_line_error_naming_a_file(text, mnt)
         check(rc != 0 and line is not None, "read-only output: exit %d after %.1f s, error: %s" % (rc, seconds, line))
@@ -257,43 +260,45 @@ def flip(path, offset):
 
 
 def case_bitflip(p, seed):
+    """Flips a byte in place in the reference run's outputs, reruns its config (every stage then verifies
+    what it finds), and restores the byte. A stage may also repair what it detected (infer and align redo a
+    damaged shard): then the run must still end identical to the reference."""
     print("== bit flips", flush=True)
     ref, _ = p.reference()
     want = Pipeline.result(ref)
+    config = os.path.join(p.work, "reference.json")
     rng = random.Random(seed)
     ckpt = os.path.join("train", "checkpoints", want["checkpoint"])
     targets = [("chunk dataset shard", "chunks", r"chunks-\d+\.jsonl$"),
                ("logit store shard", os.path.join("store", "neox"), r"shard-\d+\.bin$"),
-               ("aligned store shard", os.path.join("aligned", "neox"), r"shard-\d+\.bin$"),
+               ("aligned store shard", os.path.join("aligned", "sources", "neox"), r"shard-\d+\.bin$"),
                ("checkpoint weights", ckpt, r"model\.safetensors$"),
-               ("trainer state", os.path.join(ckpt, "trainer_state"), r"\.safetensors$")]
+               ("optimizer state", os.path.join(ckpt, "trainer_state"), r"optimizer\.safetensors$")]
     for what, sub, pattern in targets:
-        out = os.path.join(p.work, "bitflip")
-        shutil.rmtree(out, ignore_errors=True)
-        shutil.copytree(ref, out, symlinks=True)
-        config = p.config("bitflip")  # same outputs as the copy (paths under work/bitflip)
-        files = sorted(os.path.join(b, n) for b, _, ns in os.walk(os.path.join(out, sub)) for n in ns
+        files = sorted(os.path.join(b, n) for b, _, ns in os.walk(os.path.join(ref, sub)) for n in ns
                        if re.search(pattern, n))
         if not files:
             check(False, "%s: no file matching %s under %s" % (what, pattern, sub))
             continue
         victim = rng.choice(files)
         offset = rng.randrange(os.path.getsize(victim))
+        original = open(victim, "rb").read()
         flip(victim, offset)
-        # Everything downstream of the flipped file is removed, so the stage reading it must read it.
-        if what == "chunk dataset shard" or what.startswith("logit") or what.startswith("aligned"):
-            for d in {"chunk dataset shard": ["store", "aligned", "train", "evals"],
-                      "logit store shard": ["aligned", "train", "evals"],
-                      "aligned store shard": ["train", "evals"]}[what]:
-                shutil.rmtree(os.path.join(out, d), ignore_errors=True)
-        else:
-            shutil.rmtree(os.path.join(out, "evals"), ignore_errors=True)
-        rc, _, text = p.run(config, os.path.join(p.work, "bitflip-%s.log" % what.replace(" ", "-")))
-        rel = os.path.relpath(victim, out)
-        named = [l for l in text.splitlines() if os.path.basename(victim) in l and
-                 ("checksum" in l or "corrupt" in l or "mismatch" in l)]
-        check(rc != 0 and bool(named), "%s: byte %d of %s flipped -> %s" % (what, offset, rel,
-                                                                            named[-1].strip() if named else "not detected (exit %d)" % rc))
+        try:
+            rc, _, text = p.run(config, os.path.join(p.work, "bitflip-%s.log" % what.replace(" ", "-")))
+        finally:
+            with open(victim, "wb") as f:  # a repairing stage rewrote it identically, or it is still flipped
+                f.write(original)
+        rel = os.path.relpath(victim, ref)
+        named = [l for l in text.splitlines() if os.path.basename(victim) in l and "checksum mismatch" in l]
+        where = re.search(r"in bytes (\d+)\.\.(\d+)", named[-1]) if named else None
+        located = bool(where) and int(where.group(1)) <= offset <= int(where.group(2))
+        outcome = "failed (exit %d)" % rc if rc != 0 else "repaired, run identical" if Pipeline.result(ref) == want \
+            else "repaired but the result differs"
+        check(bool(named) and located and "differs" not in outcome,
+              "%s: byte %d of %s flipped -> %s; %s" % (what, offset, rel, named[-1].strip()[:240] if named else
+                                                       "not detected", outcome))
+    check(Pipeline.result(ref) == want, "reference outputs intact after the bit-flip runs")
 
 
 def main():
