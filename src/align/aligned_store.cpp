@@ -197,7 +197,8 @@ AlignedStoreReader::AlignedStoreReader(const fs::path& dir, std::optional<std::s
     : dir_(dir) {
   const fs::path path = dir / kManifestName;
   FUSELLM_CHECK(fs::exists(path), "{}: no aligned store manifest (align did not finish)", path.string());
-  manifest_ = AlignedStoreManifest::from_json(parse_json_file(path), path.string());
+  manifest_ = with_json_errors(path.string(),
+                               [&] { return AlignedStoreManifest::from_json(parse_json_file(path), path.string()); });
   if (chunk_dataset_hash)
     FUSELLM_CHECK(manifest_.chunk_dataset_hash == *chunk_dataset_hash,
                   "{}: aligned store made for chunk dataset {}, not {}", dir.string(), manifest_.chunk_dataset_hash,
@@ -213,8 +214,11 @@ AlignedStoreReader::AlignedStoreReader(const fs::path& dir, std::optional<std::s
                   readers_.back().info().vocab_size, manifest_.target_vocab);
     std::map<uint64_t, float> ce;
     for (const auto& shard : readers_.back().shards()) {
-      const json side = read_side(sdir / side_file_name(shard.shard_index));
-      for (const json& pair : side.at("chunk_ce")) ce[pair.at(0).get<uint64_t>()] = pair.at(1).get<float>();
+      const fs::path side_path = sdir / side_file_name(shard.shard_index);
+      const json side = read_side(side_path);
+      with_json_errors(side_path.string(), [&] {
+        for (const json& pair : side.at("chunk_ce")) ce[pair.at(0).get<uint64_t>()] = pair.at(1).get<float>();
+      });
     }
     FUSELLM_CHECK(ce.size() == readers_.back().num_records(), "{}: side files hold {} chunk CEs for {} records",
                   sdir.string(), ce.size(), readers_.back().num_records());

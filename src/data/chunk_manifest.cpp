@@ -122,7 +122,7 @@ json ChunkManifest::to_json() const {
           {"dataset_hash", dataset_hash}};
 }
 
-ChunkManifest ChunkManifest::from_json(const json& doc, const std::string& source) {
+static ChunkManifest parse_chunk_manifest(const json& doc, const std::string& source) {
   FUSELLM_CHECK(doc.is_object(), "{}: expected a JSON object", source);
   JsonView root(doc, source);
   const auto format = root.get<std::string>("format");
@@ -163,6 +163,10 @@ ChunkManifest ChunkManifest::from_json(const json& doc, const std::string& sourc
     m.shards.push_back(std::move(s));
   }
   return m;
+}
+
+ChunkManifest ChunkManifest::from_json(const json& doc, const std::string& source) {
+  return with_json_errors(source, [&] { return parse_chunk_manifest(doc, source); });
 }
 
 }  // namespace fusellm::data

@@ -107,7 +107,7 @@ struct CorpusReader::State {
       json record;
       try {
         record = json::parse(line);
-      } catch (const json::parse_error& e) {
+      } catch (const json::exception& e) {
         bad_line(n, "invalid JSON: " + short_json_error(e.what()));
         continue;
       }

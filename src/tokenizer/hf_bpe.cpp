@@ -17,6 +17,10 @@ BpeModel::BpeModel(const std::vector<std::pair<std::string, int32_t>>& vocab,
     if (id < 0) fail("{}: vocabulary token '{}' has a negative id {}", source, token, id);
     max_id = std::max(max_id, id);
   }
+  // Ids index a table: one far beyond the vocabulary's size (a corrupt or hostile file) would allocate
+  // gigabytes for nothing. Real vocabularies are dense; a few holes are allowed.
+  if (int64_t(max_id) >= int64_t(vocab.size()) + (int64_t{1} << 20))
+    fail("{}: vocabulary id {} is far beyond its {} entries (corrupt vocabulary?)", source, max_id, vocab.size());
   id_to_token_.resize(static_cast<size_t>(max_id + 1));
   has_id_.assign(id_to_token_.size(), false);
   for (const auto& [token, id] : vocab) {

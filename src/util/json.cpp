@@ -5,7 +5,7 @@ namespace fusellm {
 json parse_json_text(const std::string& text, const std::string& what) {
   try {
     return json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     // nlohmann's message starts with "[json.exception.parse_error.101] "; keep only the useful part.
     std::string msg = e.what();
     auto pos = msg.find("] ");

@@ -51,6 +51,8 @@ put("model_config", "num-layers-2000-one-stored",
     section("config.json", llama_config(2000), first=True) +
     section("model.safetensors", safetensors([("model.layers.0.input_layernorm.weight", [8])])))
 put("model_config", "vocab-2e40.json", json.dumps({**json.loads(llama_config(2)), "vocab_size": 2 ** 40}))
+# A number JSON cannot hold (found by libFuzzer: nlohmann's out_of_range escaped the reader).
+put("model_config", "number-overflow.json", llama_config(1).replace('"vocab_size": 32', '"vocab_size": 11e309'))
 
 # A pre-tokenizer regex that backtracks exponentially on a run of a's not followed by the end.
 tokenizer = {"version": "1.0", "added_tokens": [], "normalizer": None, "post_processor": None,
