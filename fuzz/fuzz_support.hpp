@@ -96,8 +96,11 @@ inline fs::path fresh_scratch() {
   return dir;
 }
 
+// A bundle may name both "a" and "a/b": the second file cannot be written and is left out.
 inline void write_bytes(const fs::path& path, std::string_view bytes) {
-  fs::create_directories(path.parent_path());
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  if (ec || fs::is_directory(path, ec)) return;
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "../src/tokenizer/hf_tokenizer.hpp"  // internal factories (not a public header)
+#include "fusellm/tokenizer/tokenizer.hpp"
 #include "hf_test_util.hpp"
 
 namespace fusellm::tok {
@@ -108,6 +109,32 @@ TEST(HfErrors, BacktrackingRegexFailsInsteadOfHanging) {
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("match limit"));
     EXPECT_THAT(e.what(), HasSubstr("pre_tokenizer"));
+  }
+}
+
+// Found by fuzzing (fuzz/regressions/tokenizer_json, gpt2_files): a wrong-typed model key escaped as a
+// nlohmann exception, and a vocabulary id of 2^31 - 1 made the id table allocate 64 GiB. Both are errors
+// naming the file.
+TEST(HfErrors, WrongTypedKeysAndSparseIdsAreErrorsNamingTheFile) {
+  json j = minimal_tokenizer_json();
+  j["model"]["byte_fallback"] = 374;
+  auto dir = test::scratch_dir("hf_errors_typed");
+  write_file_atomic(dir / "tokenizer.json", j.dump());
+  try {
+    load_tokenizer(dir / "tokenizer.json");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr((dir / "tokenizer.json").string()));
+  }
+  auto gpt2 = test::scratch_dir("hf_errors_sparse_ids");
+  write_file_atomic(gpt2 / "vocab.json", R"({"a": 0, "b": 2147483646})");
+  write_file_atomic(gpt2 / "merges.txt", "#version: 0.2\n");
+  try {
+    load_tokenizer(gpt2);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("far beyond its 2 entries"));
+    EXPECT_THAT(e.what(), HasSubstr("vocab.json"));
   }
 }
 

@@ -25,6 +25,24 @@ TEST(Json, CommentsAllowedAndErrorsNameFileAndKey) {
   EXPECT_THROW(parse_json_text("{not json", "bad.json"), Error);
 }
 
+// Found by fuzzing: a number no double holds made nlohmann throw out_of_range, which escaped as a library
+// exception; a wrong-typed raw .get<T>() likewise. Both are now one-line Errors naming the file.
+TEST(Json, NumberOverflowAndLibraryTypeErrorsAreErrorsNamingTheFile) {
+  try {
+    parse_json_text(R"({"vocab_size": 11e309})", "config.json");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("config.json: invalid JSON"), std::string::npos) << e.what();
+  }
+  const json j = parse_json_text(R"({"byte_fallback": 374})", "tokenizer.json");
+  try {
+    with_json_errors("tokenizer.json", [&] { return j["byte_fallback"].get<bool>(); });
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer.json: malformed: "), std::string::npos) << e.what();
+  }
+}
+
 TEST(Fs, AtomicWriteReplacesWholeFile) {
   auto dir = test::scratch_dir("fs_atomic");
   write_file_atomic(dir / "f.txt", "first");
