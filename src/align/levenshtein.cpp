@@ -1,6 +1,7 @@
 // Levenshtein distance over code points: reference DP, scalar Myers/Hyyrö (≤ 64 code points) and the
 // 16-lane batch kernel. Myers/Hyyrö with the "+1 per column" top row computes the global edit distance
 // (not the approximate-search variant): after each column the horizontal delta of row 0 is +1.
+#include "fusellm/util/target_clones.hpp"
 #include "fusellm/align/levenshtein.hpp"
 
 #include <algorithm>
@@ -177,7 +178,7 @@ typedef uint16_t U16x16 __attribute__((vector_size(32)));
 
 // Sixteen Myers/Hyyrö columns side by side, for `count` texts; built for AVX2 when the CPU has it, plain
 // SSE2 otherwise.
-__attribute__((target_clones("avx2", "default"))) void batch_kernel(const uint16_t* peq, const uint32_t* chars,
+FUSELLM_AVX2_CLONES void batch_kernel(const uint16_t* peq, const uint32_t* chars,
                                                                     const uint32_t* offsets, size_t count,
                                                                     const uint16_t* high_bit, const uint16_t* length,
                                                                     uint16_t* out) {

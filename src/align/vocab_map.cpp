@@ -2,6 +2,7 @@
 // so once the best distance so far is `best`, target lengths with |Δlen| > best cannot win, and those with
 // |Δlen| = best can only tie — they are still scanned so that a tie with a lower target id wins, exactly
 // as Python's min() keeps the first minimum over the target list in id order.
+#include "fusellm/util/target_clones.hpp"
 #include "fusellm/align/vocab_map.hpp"
 
 #include <algorithm>
@@ -68,7 +69,7 @@ typedef uint16_t U16x16 __attribute__((vector_size(32)));
 
 // Scans one bucket for a batch of ≤16 patterns; lanes not in use carry a length of 0x7FFF so they never
 // improve. Only when some lane may improve (dist ≤ best) does the scalar tie rule run.
-__attribute__((target_clones("avx2", "default"))) void scan_bucket(const uint16_t* peq, const uint32_t* chars,
+FUSELLM_AVX2_CLONES void scan_bucket(const uint16_t* peq, const uint32_t* chars,
                                                                    size_t count, size_t len, const int32_t* ids,
                                                                    const uint16_t* high_bit, const uint16_t* length,
                                                                    LaneBest& best) {
