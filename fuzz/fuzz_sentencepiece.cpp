@@ -8,13 +8,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace fusellm;
   fuzz::init_quiet_logging();
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  std::string_view model = input;
-  std::string text = "Hello world, 123 é\n  tabs\there";
-  if (input.substr(0, 3) == "#@ ")
-    for (const auto& [name, body] : fuzz::split_bundle(input, "tokenizer.model")) {
-      if (name == "tokenizer.model") model = body;
-      if (name == "text") text = std::string(body);
-    }
+  const bool bundle = input.substr(0, 3) == "#@ ";
+  const std::string model = bundle ? fuzz::section_or(input, "tokenizer.model", "") : std::string(input);
+  const std::string text = fuzz::section_or(input, "text", "Hello world, 123 é\n  tabs\there");
   fuzz::expect_clean_errors("fuzz_sentencepiece", [&] {
     tok::SentencePieceTokenizer tokenizer(tok::parse_spm_model(model, "tokenizer.model"), "tokenizer.model");
     for (bool specials : {false, true}) {

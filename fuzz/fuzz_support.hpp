@@ -73,6 +73,13 @@ inline std::vector<std::pair<std::string, std::string_view>> split_bundle(std::s
   return files;
 }
 
+// The contents of the bundle section `name`, or `fallback` when the input has none.
+inline std::string section_or(std::string_view input, const std::string& name, std::string fallback) {
+  if (input.substr(0, 3) != "#@ ") return fallback;
+  for (const auto& [section, body] : split_bundle(input, "")) if (section == name) return std::string(body);
+  return fallback;
+}
+
 // A directory private to this process, emptied before each input.
 inline const fs::path& scratch_root() {
   static const fs::path root = [] {

@@ -9,9 +9,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::init_quiet_logging();
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const fs::path dir = fuzz::materialize(input, "tokenizer.json");
-  std::string text = "Hello world, 123 é\n";
-  for (const auto& [name, body] : fuzz::split_bundle(input, "tokenizer.json"))
-    if (name == "text") text = std::string(body);
+  const std::string text = fuzz::section_or(input, "text", "Hello world, 123 é\n");
   fuzz::expect_clean_errors("fuzz_tokenizer_json", [&] {
     if (!fs::exists(dir / "tokenizer.json")) return;
     auto tokenizer = tok::load_tokenizer(dir / "tokenizer.json");

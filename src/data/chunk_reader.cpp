@@ -55,7 +55,7 @@ ChunkDataset ChunkDataset::open(const fs::path& dir, bool verify_checksums) {
                   file.size(), shard.bytes);
     const char* data = reinterpret_cast<const char*>(file.data());
     if (verify_checksums) {
-      const std::string actual = fmt::format("{:016x}", XXH3_64bits(data, file.size()));
+      const std::string actual = xxh3_hex(data, file.size());
       FUSELLM_CHECK(actual == shard.xxh3_64, "{}: checksum mismatch{} (xxh3_64 {}, manifest says {}): the shard was altered",
                     path.string(), shard.blocks.locate_damage(data, file.size()), actual, shard.xxh3_64);
     }

@@ -103,10 +103,6 @@ ParsedShard parse_shard(const uint8_t* data, size_t size, const std::string& nam
   return shard;
 }
 
-std::string xxh3_hex(const uint8_t* data, size_t size) {
-  return fmt::format("{:016x}", static_cast<uint64_t>(XXH3_64bits(data, size)));
-}
-
 std::string xxh3_hex_of_file(const fs::path& path) {
   MappedFile file(path);
   return xxh3_hex(file.data(), file.size());

@@ -89,8 +89,7 @@ struct ParsedShard {
 ParsedShard parse_shard(const uint8_t* data, size_t size, const std::string& name, IdDtype expect_ids,
                         LogprobDtype expect_logprobs, uint32_t expect_k);
 
-// xxh3_64 as 16 lowercase hex digits.
-std::string xxh3_hex(const uint8_t* data, size_t size);
+// xxh3_64 of a file as 16 lowercase hex digits (util's xxh3_hex of its bytes).
 std::string xxh3_hex_of_file(const fs::path& path);
 
 json info_to_json(const StoreInfo& info);

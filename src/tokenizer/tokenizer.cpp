@@ -170,11 +170,7 @@ std::unique_ptr<Tokenizer> load_file(const fs::path& file, ContentHash& hash) {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_tokenizer_checked(const fs::path& dir_or_file);
-
-std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& dir_or_file) {
-  return with_json_errors(dir_or_file.string(), [&] { return load_tokenizer_checked(dir_or_file); });
-}
+namespace {
 
 std::unique_ptr<Tokenizer> load_tokenizer_checked(const fs::path& dir_or_file) {
   std::error_code ec;
@@ -207,6 +203,12 @@ std::unique_ptr<Tokenizer> load_tokenizer_checked(const fs::path& dir_or_file) {
   }
   tokenizer->set_origin(dir.string(), hash.hex());
   return tokenizer;
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& dir_or_file) {
+  return with_json_errors(dir_or_file.string(), [&] { return load_tokenizer_checked(dir_or_file); });
 }
 
 }  // namespace fusellm::tok

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -54,14 +53,9 @@ json file_table(const fs::path& checkpoint) {
   for (const fs::path& path : paths) {
     const std::string rel = fs::relative(path, checkpoint).generic_string();
     if (rel == "trainer_state/state.json") continue;
-    json entry = {{"bytes", fs::file_size(path)}};
-    if (fs::file_size(path) > 0) {
-      MappedFile file(path);
-      entry["xxh3_64"] = fmt::format("{:016x}", XXH3_64bits(file.data(), file.size()));
-      BlockDigest::of(file.data(), file.size()).to_json(entry);
-    } else {
-      entry["xxh3_64"] = fmt::format("{:016x}", XXH3_64bits(nullptr, 0));
-    }
+    const MappedFile file(path);
+    json entry = {{"bytes", file.size()}, {"xxh3_64", xxh3_hex(file.data(), file.size())}};
+    BlockDigest::of(file.data(), file.size()).to_json(entry);
     files[rel] = std::move(entry);
   }
   return files;
@@ -78,9 +72,8 @@ void verify_file_table(const fs::path& checkpoint, const json& files, const std:
     const JsonView view(entry, manifest, "files." + rel);
     const uint64_t bytes = view.get<uint64_t>("bytes"), size = fs::file_size(path);
     FUSELLM_CHECK(size == bytes, "{}: {} bytes, {} says {} (truncated or altered)", path.string(), size, manifest, bytes);
-    if (size == 0) continue;
-    MappedFile file(path);
-    const std::string actual = fmt::format("{:016x}", XXH3_64bits(file.data(), file.size()));
+    const MappedFile file(path);
+    const std::string actual = xxh3_hex(file.data(), file.size());
     const std::string want = view.get<std::string>("xxh3_64");
     FUSELLM_CHECK(actual == want, "{}: checksum mismatch{} (xxh3_64 {}, {} says {}): the checkpoint is corrupt",
                   path.string(), BlockDigest::from_json(entry, manifest).locate_damage(file.data(), file.size()),
@@ -142,8 +135,6 @@ fs::path save_checkpoint(const fs::path& output_dir, const fs::path& model_sourc
   return final_dir;
 }
 
-TrainState load_train_state_checked(const fs::path& checkpoint_dir);
-
 std::optional<fs::path> latest_checkpoint(const fs::path& output_dir) {
   const fs::path pointer = checkpoints_dir(output_dir) / "latest";
   if (!fs::exists(pointer)) return std::nullopt;
@@ -154,10 +145,7 @@ std::optional<fs::path> latest_checkpoint(const fs::path& output_dir) {
   return dir;
 }
 
-TrainState load_train_state(const fs::path& checkpoint_dir) {
-  const fs::path meta_path = checkpoint_dir / "trainer_state" / "state.json";
-  return with_json_errors(meta_path.string(), [&] { return load_train_state_checked(checkpoint_dir); });
-}
+namespace {
 
 TrainState load_train_state_checked(const fs::path& checkpoint_dir) {
   const fs::path state_dir = checkpoint_dir / "trainer_state";
@@ -183,6 +171,13 @@ TrainState load_train_state_checked(const fs::path& checkpoint_dir) {
     std::memcpy(state.rng_state.data_ptr(), bytes.data(), bytes.size());
   }
   return state;
+}
+
+}  // namespace
+
+TrainState load_train_state(const fs::path& checkpoint_dir) {
+  const fs::path meta_path = checkpoint_dir / "trainer_state" / "state.json";
+  return with_json_errors(meta_path.string(), [&] { return load_train_state_checked(checkpoint_dir); });
 }
 
 }  // namespace fusellm::train

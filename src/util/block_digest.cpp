@@ -17,21 +17,20 @@ uint64_t block_size_for(uint64_t size) {
   return block;
 }
 
-std::string hex64(uint64_t v) { return fmt::format("{:016x}", v); }
-
 }  // namespace
+
+std::string xxh3_hex(const void* data, size_t size) { return fmt::format("{:016x}", XXH3_64bits(data, size)); }
 
 BlockDigest BlockDigest::of(const void* data, size_t size) {
   BlockDigest digest;
   digest.block_bytes = block_size_for(size);
   const auto* bytes = static_cast<const uint8_t*>(data);
   for (uint64_t at = 0; at < size; at += digest.block_bytes)
-    digest.hex += hex64(XXH3_64bits(bytes + at, std::min<uint64_t>(digest.block_bytes, size - at)));
+    digest.hex += xxh3_hex(bytes + at, std::min<uint64_t>(digest.block_bytes, size - at));
   return digest;
 }
 
 BlockDigest BlockDigest::of_file(const fs::path& path) {
-  if (fs::file_size(path) == 0) return of(nullptr, 0);
   MappedFile file(path);
   return of(file.data(), file.size());
 }
@@ -62,7 +61,7 @@ std::string BlockDigest::locate_damage(const void* data, size_t size) const {
   const auto* bytes = static_cast<const uint8_t*>(data);
   for (uint64_t i = 0; i < blocks; ++i) {
     const uint64_t at = i * block_bytes, len = std::min<uint64_t>(block_bytes, size - at);
-    if (hex64(XXH3_64bits(bytes + at, len)) != hex.substr(i * 16, 16))
+    if (xxh3_hex(bytes + at, len) != hex.substr(i * 16, 16))
       return fmt::format(" in bytes {}..{} (block {} of {})", at, at + len - 1, i + 1, blocks);
   }
   return "";

@@ -225,13 +225,8 @@ TEST(TrainCli, DeadRankIsNamedAndResumeRecovers) {
                         Case{"in_collective", "FUSELLM_TRAIN_KILL_IN_COLLECTIVE=7", 1, "rank 1 stopped responding"}}) {
     SCOPED_TRACE(c.name);
     const std::string config = fx.config(c.name, t);
-    const std::string port = "MASTER_PORT=" + std::to_string(free_port());
-    std::vector<pid_t> pids;
-    for (int r = 0; r < 3; ++r)
-      pids.push_back(test::spawn_cli(train_args(config), {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r),
-                                     "WORLD_SIZE=3", "MASTER_ADDR=127.0.0.1", port, c.env,
-                                     "FUSELLM_KILL_RANK=" + std::to_string(c.rank)},
-                                     fx.dir / (c.name + std::to_string(r) + ".log")));
+    const std::vector<pid_t> pids =
+        test::spawn_ranks(config, 3, fx.dir, c.name, false, {c.env, "FUSELLM_KILL_RANK=" + std::to_string(c.rank)});
     // Exit times, measured from the moment the killed rank is reaped.
     std::vector<double> exited(3, -1);
     std::vector<int> status(3, 0);
@@ -252,7 +247,7 @@ TEST(TrainCli, DeadRankIsNamedAndResumeRecovers) {
     const double died_at = std::chrono::duration<double>(*death - start).count();
     for (int r = 0; r < 3; ++r) {
       if (r == c.rank) continue;
-      const std::string log = read_file(fx.dir / (c.name + std::to_string(r) + ".log"));
+      const std::string log = read_file(fx.dir / (c.name + "_rank" + std::to_string(r) + ".log"));
       ASSERT_GE(exited[size_t(r)], 0) << "rank " << r << " still running: " << log;
       EXPECT_TRUE(WIFEXITED(status[size_t(r)]) && WEXITSTATUS(status[size_t(r)]) == 1) << log;
       EXPECT_THAT(log, HasSubstr(c.named)) << "rank " << r;

@@ -90,9 +90,11 @@ inline std::vector<std::string> train_args(const std::string& config, bool resum
 
 // Starts `fusellm train --config config` as `world` ranks with torchrun's environment and waits for all;
 // returns each rank's exit. Logs go to log_dir/<name>_rank<r>.log.
-inline std::vector<Exit> run_ranks(const std::string& config, int world, const fs::path& log_dir,
-                                   const std::string& name, bool resume = false,
-                                   const std::vector<std::string>& extra_env = {}) {
+// Starts `world` ranks of `fusellm train` on a free port (torchrun's environment plus extra_env); rank r logs
+// to log_dir/<name>_rank<r>.log.
+inline std::vector<pid_t> spawn_ranks(const std::string& config, int world, const fs::path& log_dir,
+                                      const std::string& name, bool resume = false,
+                                      const std::vector<std::string>& extra_env = {}) {
   const std::string port = "MASTER_PORT=" + std::to_string(free_port());
   std::vector<pid_t> pids;
   for (int r = 0; r < world; ++r) {
@@ -101,6 +103,13 @@ inline std::vector<Exit> run_ranks(const std::string& config, int world, const f
     env.insert(env.end(), extra_env.begin(), extra_env.end());
     pids.push_back(spawn_cli(train_args(config, resume), env, log_dir / (name + "_rank" + std::to_string(r) + ".log")));
   }
+  return pids;
+}
+
+inline std::vector<Exit> run_ranks(const std::string& config, int world, const fs::path& log_dir,
+                                   const std::string& name, bool resume = false,
+                                   const std::vector<std::string>& extra_env = {}) {
+  const std::vector<pid_t> pids = spawn_ranks(config, world, log_dir, name, resume, extra_env);
   std::vector<Exit> exits;
   for (int r = 0; r < world; ++r)
     exits.push_back(wait_cli(pids[size_t(r)], log_dir / (name + "_rank" + std::to_string(r) + ".log")));

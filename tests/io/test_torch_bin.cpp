@@ -256,12 +256,13 @@ TEST(TorchBin, IndexNamingMissingBinShard) {
   }
 }
 
-TEST(TorchBin, MissingStorageRecord) {
-  const fs::path path = scratch_dir("bin_missing_record") / "pytorch_model.bin";
-  PickleBuilder p;
-  p.proto().global("collections", "OrderedDict");
-  const uint8_t ordered_dict = p.last_slot();
-  p.empty_tuple().reduce().str("w").tensor(ordered_dict, "FloatStorage", "9", 2, 0, {2}, {1}).setitem().stop();
+namespace {
+
+// Writes an archive holding only data.pkl (no storage records) and expects load_torch_bin to fail with an
+// Error naming the file and containing every one of `parts`.
+void expect_pickle_only_archive_error(const std::string& scratch, const PickleBuilder& p,
+                                      const std::vector<std::string>& parts) {
+  const fs::path path = scratch_dir(scratch) / "pytorch_model.bin";
   {
     caffe2::serialize::PyTorchStreamWriter zip(path.string());
     zip.writeRecord("data.pkl", p.bytes().data(), p.bytes().size());
@@ -273,29 +274,25 @@ TEST(TorchBin, MissingStorageRecord) {
   } catch (const fusellm::Error& e) {
     const std::string message = e.what();
     EXPECT_NE(message.find(path.string() + ": "), std::string::npos) << message;
-    EXPECT_NE(message.find("data/9"), std::string::npos) << message;
+    for (const std::string& part : parts) EXPECT_NE(message.find(part), std::string::npos) << message;
   }
+}
+
+}  // namespace
+
+TEST(TorchBin, MissingStorageRecord) {
+  PickleBuilder p;
+  p.proto().global("collections", "OrderedDict");
+  const uint8_t ordered_dict = p.last_slot();
+  p.empty_tuple().reduce().str("w").tensor(ordered_dict, "FloatStorage", "9", 2, 0, {2}, {1}).setitem().stop();
+  expect_pickle_only_archive_error("bin_missing_record", p, {"data/9"});
 }
 
 // The unpickler interprets only the globals a state dict needs (docs/formats.md): a pickle naming any
 // other — here the classic os.system payload — is refused at once, naming the file, offset and global.
 TEST(TorchBin, RefusesGlobalsOutsideTheAllowList) {
-  const fs::path path = scratch_dir("bin_evil_global") / "pytorch_model.bin";
   PickleBuilder p;
   p.proto().global("os", "system");
   p.stop();
-  {
-    caffe2::serialize::PyTorchStreamWriter zip(path.string());
-    zip.writeRecord("data.pkl", p.bytes().data(), p.bytes().size());
-    zip.writeEndOfFile();
-  }
-  try {
-    fusellm::io::load_torch_bin(path);
-    FAIL() << "expected an error";
-  } catch (const fusellm::Error& e) {
-    const std::string message = e.what();
-    EXPECT_NE(message.find(path.string() + ": "), std::string::npos) << message;
-    EXPECT_NE(message.find("'os.system'"), std::string::npos) << message;
-    EXPECT_NE(message.find("at byte 2"), std::string::npos) << message;
-  }
+  expect_pickle_only_archive_error("bin_evil_global", p, {"'os.system'", "at byte 2"});
 }

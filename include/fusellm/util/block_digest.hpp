@@ -13,6 +13,9 @@
 
 namespace fusellm {
 
+// XXH3-64 (seed 0) as 16 lowercase hex digits: the whole-file checksum every manifest records.
+std::string xxh3_hex(const void* data, size_t size);
+
 struct BlockDigest {
   uint64_t block_bytes = 0;  // 0 = none recorded (files written before block digests existed)
   std::string hex;           // 16 lowercase hex digits per block, concatenated
