@@ -28,8 +28,9 @@ namespace fusellm::fuzz {
 
 namespace fs = std::filesystem;
 
-// Bundles hold at most this many files; a path is at most three components of [A-Za-z0-9._-] (no "..").
-constexpr size_t kMaxBundleFiles = 8;
+// Bundles hold at most this many files; a path is at most five components of [A-Za-z0-9._-] (no ".."),
+// enough for a ZeRO shard (checkpoints/step-N/trainer_state/zero/rank-R-of-W.safetensors).
+constexpr size_t kMaxBundleFiles = 12;
 
 inline bool safe_relative_path(std::string_view path) {
   if (path.empty() || path.size() > 100 || path.front() == '/') return false;
@@ -46,7 +47,7 @@ inline bool safe_relative_path(std::string_view path) {
     const char c = path[i];
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) return false;
   }
-  return components <= 3;
+  return components <= 5;
 }
 
 // (relative path, contents) of every section; `default_name` when the input is not a bundle.
@@ -124,7 +125,10 @@ template <typename Body>
 void expect_clean_errors(const char* target, Body&& body) {
   try {
     body();
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    // FUZZ_VERBOSE=1 shows how far an input got: a seed that stops at its first check covers little.
+    static const bool verbose = std::getenv("FUZZ_VERBOSE") != nullptr;
+    if (verbose) std::fprintf(stderr, "%s: error: %s\n", target, e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: an exception other than fusellm::Error escaped: %s\n", target, e.what());
     std::abort();

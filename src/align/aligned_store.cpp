@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "fusellm/util/error.hpp"
+#include "fusellm/util/fs.hpp"
 
 namespace fusellm::align {
 namespace {
@@ -148,8 +149,7 @@ AlignedStoreManifest AlignedStoreManifest::from_json(const json& doc, const std:
     AlignedSourceEntry e;
     e.name = sv.get<std::string>("name");
     // The name is a directory under sources/: never a path that could leave the store.
-    FUSELLM_CHECK(!e.name.empty() && e.name.find('/') == std::string::npos && e.name != "." && e.name != "..",
-                  "{}: source name '{}' is not a plain directory name", where, e.name);
+    FUSELLM_CHECK(is_plain_file_name(e.name), "{}: source name '{}' is not a plain directory name", where, e.name);
     e.is_target = sv.get<bool>("is_target");
     e.tokenizer_hash = sv.get<std::string>("tokenizer_hash");
     e.logit_store = sv.get<std::string>("logit_store");

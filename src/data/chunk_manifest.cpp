@@ -7,6 +7,7 @@
 
 #include "fusellm/data/chunk_dataset.hpp"
 #include "fusellm/util/error.hpp"
+#include "fusellm/util/fs.hpp"
 
 namespace fusellm::data {
 
@@ -158,8 +159,7 @@ static ChunkManifest parse_chunk_manifest(const json& doc, const std::string& so
     ChunkDatasetShard s{v.get<std::string>("file"), v.get<uint64_t>("first_id"), v.get<uint64_t>("chunks"),
                         v.get<uint64_t>("bytes"), v.get<std::string>("xxh3_64"),
                         BlockDigest::from_json(doc["shards"][i], source)};
-    FUSELLM_CHECK(s.file.find('/') == std::string::npos && s.file.find("..") == std::string::npos,
-                  "{}: shards[{}].file '{}' must be a plain file name", source, i, s.file);
+    FUSELLM_CHECK(is_plain_file_name(s.file), "{}: shards[{}].file '{}' must be a plain file name", source, i, s.file);
     m.shards.push_back(std::move(s));
   }
   return m;

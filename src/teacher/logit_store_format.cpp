@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fusellm/util/error.hpp"
+#include "fusellm/util/fs.hpp"
 
 namespace fusellm::teacher {
 
@@ -164,9 +165,7 @@ ShardEntry shard_from_json(const JsonView& view) {
   entry.first_chunk_id = view.get<uint64_t>("first_chunk_id");
   entry.blocks = BlockDigest::from_json(view.raw(), view.source());
   // A shard name is a plain file name: never a path that could leave the store directory.
-  FUSELLM_CHECK(!entry.file.empty() && entry.file.find('/') == std::string::npos && entry.file != "." &&
-                    entry.file != "..",
-                "{}: key '{}': '{}' is not a shard file name", view.source(), view.key_path("file"), entry.file);
+  FUSELLM_CHECK(is_plain_file_name(entry.file), "{}: key '{}': '{}' is not a shard file name", view.source(), view.key_path("file"), entry.file);
   return entry;
 }
 

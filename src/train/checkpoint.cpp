@@ -140,8 +140,10 @@ std::optional<fs::path> latest_checkpoint(const fs::path& output_dir) {
   if (!fs::exists(pointer)) return std::nullopt;
   std::string name = read_file(pointer);
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  FUSELLM_CHECK(is_plain_file_name(name), "{}: '{}' is not a checkpoint directory name", pointer.string(), name);
   const fs::path dir = checkpoints_dir(output_dir) / name;
-  FUSELLM_CHECK(fs::is_directory(dir), "{}: points to '{}', which does not exist", pointer.string(), name);
+  std::error_code ec;
+  FUSELLM_CHECK(fs::is_directory(dir, ec), "{}: points to '{}', which does not exist", pointer.string(), name);
   return dir;
 }
 

@@ -26,6 +26,15 @@ void PendingCollective::wait() {
   keep_alive_.clear();
   if (error) {
     then_ = nullptr;
+    if (explain_) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& e) {
+        explain_(e);
+      }
+    }
     std::rethrow_exception(error);
   }
   if (then_) {

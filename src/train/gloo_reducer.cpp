@@ -149,6 +149,73 @@ class Liveness {
   std::thread thread_;
 };
 
+// Turns a failed collective into one line naming the operation and, when the heartbeats tell, the dead
+// rank. Shared by the reducer and ZeRO's collectives, which outlive neither each other nor it.
+class CollectiveGuard {
+ public:
+  explicit CollectiveGuard(const RankInfo& info) : info_(info) {}
+  void watch(std::unique_ptr<Liveness> liveness) { liveness_ = std::move(liveness); }
+
+  [[noreturn]] void report(const char* what, const std::exception& e) {
+    const std::string cause = liveness_ ? liveness_->describe_dead() : "";
+    if (!cause.empty())
+      fail("data parallel: rank {}/{}: {} failed: {}: {}", info_.rank, info_.world_size, what, cause,
+           first_line(e.what()));
+    fail("data parallel: rank {}/{}: {} failed (another rank died or timed out?): {}", info_.rank,
+         info_.world_size, what, first_line(e.what()));
+  }
+  template <typename F>
+  auto guarded(const char* what, F&& body) -> decltype(body()) {
+    try {
+      return body();
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      report(what, e);
+    }
+  }
+  // Test hook FUSELLM_TRAIN_KILL_IN_COLLECTIVE=N: the Nth gradient reduction (an all-reduce, or ZeRO's
+  // reduce-scatter) SIGKILLs this rank as it starts.
+  void count_gradient_reduction() { maybe_kill_self("FUSELLM_TRAIN_KILL_IN_COLLECTIVE", ++gradient_reductions_); }
+
+ private:
+  RankInfo info_;
+  std::unique_ptr<Liveness> liveness_;
+  int64_t gradient_reductions_ = 0;
+};
+
+// ZeRO's collectives on the group, failing like the reducer's own: a backend error when a collective is
+// issued or waited for becomes the guard's one-line report.
+class GuardedCollectives : public Collectives {
+ public:
+  GuardedCollectives(std::shared_ptr<Collectives> inner, std::shared_ptr<CollectiveGuard> guard)
+      : inner_(std::move(inner)), guard_(std::move(guard)) {}
+  int rank() const override { return inner_->rank(); }
+  int world_size() const override { return inner_->world_size(); }
+  std::string describe() const override { return inner_->describe(); }
+  PendingCollective all_reduce_sum(at::Tensor tensor) override {
+    return guard("all-reduce (ZeRO)", [&] { return inner_->all_reduce_sum(tensor); });
+  }
+  PendingCollective reduce_scatter_sum(at::Tensor input, at::Tensor output) override {
+    guard_->count_gradient_reduction();
+    return guard("reduce-scatter of gradients", [&] { return inner_->reduce_scatter_sum(input, output); });
+  }
+  PendingCollective all_gather(at::Tensor chunk, at::Tensor output) override {
+    return guard("all-gather of parameters", [&] { return inner_->all_gather(chunk, output); });
+  }
+
+ private:
+  template <typename F>
+  PendingCollective guard(const char* what, F&& issue) {
+    PendingCollective pending = guard_->guarded(what, issue);
+    pending.explain_failures([guard = guard_, what](const std::exception& e) { guard->report(what, e); });
+    return pending;
+  }
+
+  std::shared_ptr<Collectives> inner_;
+  std::shared_ptr<CollectiveGuard> guard_;
+};
+
 // The group's collectives as closures: ProcessGroupGloo derives from ProcessGroup in LibTorch 1.13 and
 // from Backend in 2.x, and NCCL's is another class again; all of them start an all-reduce with
 // allreduce(std::vector<at::Tensor>&) returning a c10d::Work.
@@ -186,7 +253,8 @@ Group make_nccl(const c10::intrusive_ptr<c10d::Store>& store, const RankInfo& in
 
 class ProcessGroupReducerImpl : public ProcessGroupReducer {
  public:
-  ProcessGroupReducerImpl(const RankInfo& info, const ReducerOptions& options) : info_(info), options_(options) {
+  ProcessGroupReducerImpl(const RankInfo& info, const ReducerOptions& options)
+      : info_(info), options_(options), guard_(std::make_shared<CollectiveGuard>(info)) {
     FUSELLM_CHECK(!info.master_addr.empty() && info.master_port > 0,
                   "data parallel: WORLD_SIZE={} but MASTER_ADDR/MASTER_PORT are not set", info.world_size);
     c10d::TCPStoreOptions store_options;
@@ -213,7 +281,8 @@ class ProcessGroupReducerImpl : public ProcessGroupReducer {
     }
     if (options.overlap)
       overlapped_ = std::make_unique<OverlappedGradReduce>(group_.allreduce, options.bucket_bytes, info.world_size);
-    liveness_ = std::make_unique<Liveness>(store_, info.rank, info.world_size);
+    guard_->watch(std::make_unique<Liveness>(store_, info.rank, info.world_size));
+    if (group_.collectives) collectives_ = std::make_shared<GuardedCollectives>(group_.collectives, guard_);
   }
 
   int rank() const override { return info_.rank; }
@@ -221,8 +290,8 @@ class ProcessGroupReducerImpl : public ProcessGroupReducer {
   const char* backend() const override { return group_.backend; }
 
   void average(const std::vector<at::Tensor>& grads) override {
-    maybe_kill_self("FUSELLM_TRAIN_KILL_IN_COLLECTIVE", ++gradient_reductions_);
-    guarded("all-reduce of gradients",
+    guard_->count_gradient_reduction();
+    guard_->guarded("all-reduce of gradients",
             [&] { allreduce_average(grads, options_.bucket_bytes, info_.world_size, group_.allreduce); });
   }
 
@@ -235,16 +304,16 @@ class ProcessGroupReducerImpl : public ProcessGroupReducer {
   void finish(const std::vector<at::Tensor>& params) override {
     if (!overlapped_) return GradientReducer::finish(params);
     // The hook fires here, with this step's bucket all-reduces already launched on the other ranks.
-    maybe_kill_self("FUSELLM_TRAIN_KILL_IN_COLLECTIVE", ++gradient_reductions_);
-    guarded("all-reduce of gradients", [&] { overlapped_->finish(); });
+    guard_->count_gradient_reduction();
+    guard_->guarded("all-reduce of gradients", [&] { overlapped_->finish(); });
   }
 
   OverlapStats overlap_stats() const override { return overlapped_ ? overlapped_->stats() : OverlapStats{}; }
-  std::shared_ptr<Collectives> collectives() const override { return group_.collectives; }
+  std::shared_ptr<Collectives> collectives() const override { return collectives_; }
 
   std::vector<double> sum(std::vector<double> values) override {
     std::vector<at::Tensor> t{at::tensor(values, at::kDouble).to(options_.device)};
-    guarded("all-reduce of metrics", [&] { group_.allreduce(t)->wait(); });
+    guard_->guarded("all-reduce of metrics", [&] { group_.allreduce(t)->wait(); });
     const at::Tensor summed = t[0].cpu();
     std::copy(summed.data_ptr<double>(), summed.data_ptr<double>() + summed.numel(), values.begin());
     return values;
@@ -253,36 +322,21 @@ class ProcessGroupReducerImpl : public ProcessGroupReducer {
   // An all-reduce rather than the group's barrier(): NCCL's barrier has to guess the device.
   void barrier() override {
     std::vector<at::Tensor> t{at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(options_.device))};
-    guarded("barrier", [&] {
+    guard_->guarded("barrier", [&] {
       group_.allreduce(t)->wait();
       (void)t[0].item<float>();  // on a GPU, wait() only orders streams
     });
   }
 
  private:
-  template <typename F>
-  void guarded(const char* what, F&& body) {
-    try {
-      body();
-    } catch (const Error&) {
-      throw;
-    } catch (const std::exception& e) {
-      const std::string cause = liveness_ ? liveness_->describe_dead() : "";
-      if (!cause.empty())
-        fail("data parallel: rank {}/{}: {} failed: {}: {}", info_.rank, info_.world_size, what, cause,
-             first_line(e.what()));
-      fail("data parallel: rank {}/{}: {} failed (another rank died or timed out?): {}", info_.rank,
-           info_.world_size, what, first_line(e.what()));
-    }
-  }
-
   RankInfo info_;
   ReducerOptions options_;
   c10::intrusive_ptr<c10d::Store> store_;
-  Group group_{"none", nullptr};
+  Group group_{"none", nullptr, nullptr};
   std::unique_ptr<OverlappedGradReduce> overlapped_;
-  std::unique_ptr<Liveness> liveness_;
-  int64_t gradient_reductions_ = 0, last_backwards_ = 0;
+  std::shared_ptr<CollectiveGuard> guard_;
+  std::shared_ptr<Collectives> collectives_;  // ZeRO's: group_.collectives behind guard_
+  int64_t last_backwards_ = 0;
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "fusellm/io/checkpoint.hpp"
 #include "fusellm/util/error.hpp"
+#include "fusellm/util/fs.hpp"
 
 namespace fusellm::train {
 
@@ -29,9 +30,18 @@ class ShardedSource : public OptimizerStateSource {
     const fs::path manifest = dir_ / "trainer_state" / "state.json";
     try {
       for (const json& shard : zero.at("shards")) {
-        shards_.push_back({shard.at("file").get<std::string>(), shard.at("xxh3").get<std::string>(), nullptr});
-        for (const json& s : shard.at("slices"))
-          slices_[s.at(0).get<std::string>()].push_back({shards_.size() - 1, s.at(1).get<int64_t>(), s.at(2).get<int64_t>()});
+        const std::string file = shard.at("file").get<std::string>();
+        FUSELLM_CHECK(is_plain_file_name(file), "{}: \"zero\": shard file '{}' is not a plain file name",
+                      manifest.string(), file);
+        shards_.push_back({file, shard.at("xxh3").get<std::string>(), nullptr});
+        for (const json& s : shard.at("slices")) {
+          const int64_t offset = s.at(1).get<int64_t>(), length = s.at(2).get<int64_t>();
+          // read() adds them: a negative or overflowing pair would index outside the stored tensor.
+          FUSELLM_CHECK(offset >= 0 && length >= 0 && offset <= INT64_MAX - length,
+                        "{}: \"zero\": slice of '{}' at offset {} with length {} is out of range", manifest.string(),
+                        s.at(0).get<std::string>(), offset, length);
+          slices_[s.at(0).get<std::string>()].push_back({shards_.size() - 1, offset, length});
+        }
       }
     } catch (const json::exception& e) {
       fail("{}: malformed \"zero\" entry: {}", manifest.string(), e.what());

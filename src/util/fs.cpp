@@ -107,4 +107,10 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   return *this;
 }
 
+bool is_plain_file_name(std::string_view name) {
+  // 255 = NAME_MAX on Linux file systems: a longer name makes every filesystem call fail with ENAMETOOLONG.
+  return !name.empty() && name.size() <= 255 && name.find('/') == std::string_view::npos &&
+         name.find('\0') == std::string_view::npos && name != "." && name != "..";
+}
+
 }  // namespace fusellm

@@ -292,6 +292,28 @@ TEST_F(AlignRunTest, StoreFromAnotherDatasetIsAnErrorNamingTheStore) {
   }
 }
 
+// Fuzzing found `at("sources")` escaping as nlohmann's out_of_range from a manifest that lacked the key
+// (fuzz/regressions/aligned_store/crash-7fda…): a missing or wrong-typed key is one Error naming the file.
+TEST_F(AlignRunTest, ManifestWithMissingOrMistypedKeysIsAnErrorNamingIt) {
+  FUSELLM_REQUIRE_SHARED();
+  run_align(job("keys"));
+  const fs::path manifest = root_ / "keys" / "manifest.json";
+  const json good = json::parse(read_file(manifest));
+  json missing = good, mistyped = good;
+  missing.erase("sources");
+  mistyped["sources"] = 374;
+  for (const json& doc : {missing, mistyped}) {
+    write_file_atomic(manifest, doc.dump());
+    try {
+      const AlignedStoreReader reader(root_ / "keys");
+      ADD_FAILURE() << "no error for " << doc.dump().substr(0, 80);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(manifest.string()), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("sources"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST_F(AlignRunTest, ConfigDrivenRunAndCliMatchTheDirectJob) {
   FUSELLM_REQUIRE_SHARED();
   run_align(job("direct"));

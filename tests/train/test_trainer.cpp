@@ -4,6 +4,7 @@
 
 #include "fusellm/model/causal_lm.hpp"
 #include "fusellm/train/checkpoint.hpp"
+#include "fusellm/train/sharded_state.hpp"
 #include "fusellm/train/trainer.hpp"
 #include "train/train_test_util.hpp"
 
@@ -125,6 +126,42 @@ TEST(Checkpoint, FlippedByteInWeightsIsNamedWithItsOffsetOnResume) {
     const std::string message = e.what();
     EXPECT_NE(message.find(file.string() + ": checksum mismatch in bytes " + std::to_string(at / 4096 * 4096) + ".."),
               std::string::npos) << message;
+  }
+}
+
+// The `latest` pointer and a ZeRO shard table come from disk: a name that is not a plain directory or
+// file name (fuzzing found a 300-byte one whose filesystem error escaped as std::filesystem_error), a slice
+// whose offset + length overflows, each get one fusellm::Error naming the file.
+TEST(Checkpoint, HostileLatestPointerAndZeroShardTableAreRefused) {
+  const fs::path out = test::scratch_dir("ckpt_hostile");
+  io::NamedTensors weights = {{"w", at::ones({4})}};
+  TrainState s;
+  s.step = 1;
+  s.total_steps = 1;
+  s.loader_position = json::object();
+  s.optimizer = {{"exp_avg.w", at::zeros({4})}};
+  const fs::path dir = save_checkpoint(out, out / "no_model_files_here", weights, s, 0);
+  const fs::path pointer = out / "checkpoints" / "latest";
+  for (const std::string name : {std::string(300, 'x'), std::string("../../etc"), std::string("a\0b", 3)}) {
+    write_file_atomic(pointer, name);
+    try {
+      latest_checkpoint(out);
+      ADD_FAILURE() << "no error for " << name;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(pointer.string()), std::string::npos) << e.what();
+    }
+  }
+  TrainState zero = s;
+  for (const json& shards : {json::parse(R"([{"file": "x.safetensors", "xxh3": "0", "slices": [["w", 9223372036854775807, 2]]}])"),
+                             json::parse(R"([{"file": "x.safetensors", "xxh3": "0", "slices": [["w", -4, 2]]}])"),
+                             json::parse(R"([{"file": "../../model.safetensors", "xxh3": "0", "slices": []}])")}) {
+    zero.zero = {{"stage", 1}, {"world_size", 1}, {"shards", shards}};
+    try {
+      open_optimizer_state(dir, zero);
+      ADD_FAILURE() << "no error for " << shards.dump();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("state.json: \"zero\""), std::string::npos) << e.what();
+    }
   }
 }
 

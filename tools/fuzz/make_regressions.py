@@ -67,11 +67,25 @@ put("tokenizer_json", "backtracking-regex",
 pickle = b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00echo\x85R."
 buffer = io.BytesIO()
 with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as z:
-    z.writestr("archive/data.pkl", pickle)
-    z.writestr("archive/version", "3\n")
+    for name, body in (("archive/data.pkl", pickle), ("archive/version", "3\n")):
+        z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), body)  # fixed time: same bytes each run
 put("torch_bin", "os-system-global.bin", buffer.getvalue())
 
 # A safetensors header whose shape product overflows 64 bits while the offsets look small.
 put("safetensors", "shape-product-overflow.safetensors",
     struct.pack("<Q", 96) + json.dumps({"w": {"dtype": "F32", "shape": [2 ** 32, 2 ** 32, 16],
                                               "data_offsets": [0, 0]}}).encode().ljust(96))
+
+# Trainer state (a training output directory): a ZeRO shard table whose slice offset + length overflows
+# 64 bits, and one whose shard file name climbs out of trainer_state/zero/ to the weights.
+weights = safetensors([("w", [4])])
+for name, slices, file in (("zero-slice-overflow", [["w", 2 ** 63 - 1, 2]], "rank-00000-of-00001.safetensors"),
+                           ("zero-shard-path-escape", [["w", 0, 4]], "../../model.safetensors")):
+    state = {"format": "fusellm.train_state", "version": 1, "step": 1, "total_steps": 1, "loader": {},
+             "zero": {"stage": 1, "world_size": 1, "kinds": ["master", "exp_avg", "exp_avg_sq"],
+                      "shards": [{"file": file, "bytes": len(weights), "xxh3": "0", "slices": slices}]}}
+    put("train_state", name,
+        section("checkpoints/latest", "step-00000001", first=True) +
+        section("checkpoints/step-00000001/model.safetensors", weights) +
+        section("checkpoints/step-00000001/trainer_state/state.json", json.dumps(state)) +
+        section("checkpoints/step-00000001/trainer_state/zero/rank-00000-of-00001.safetensors", weights))

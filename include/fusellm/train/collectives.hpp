@@ -29,16 +29,22 @@ namespace fusellm::train {
 // completes it (copying a slice out, say); calling wait() again does nothing.
 class PendingCollective {
  public:
+  // Turns a backend's failure (a c10::Error from Gloo or NCCL) into the fusellm::Error it throws.
+  using Explain = std::function<void(const std::exception&)>;
+
   PendingCollective() = default;
   PendingCollective(std::vector<c10::intrusive_ptr<c10d::Work>> works, std::function<void()> then,
                     std::vector<at::Tensor> keep_alive = {});
   void wait();
   bool done() const { return works_.empty() && !then_; }
+  // wait() passes a backend failure to `explain` (which throws) instead of rethrowing it as it is.
+  void explain_failures(Explain explain) { explain_ = std::move(explain); }
 
  private:
   std::vector<c10::intrusive_ptr<c10d::Work>> works_;
   std::function<void()> then_;
   std::vector<at::Tensor> keep_alive_;  // buffers the backend reads or writes until it is done
+  Explain explain_;
 };
 
 class Collectives {

@@ -22,6 +22,10 @@ fs::path temp_path_for(const fs::path& path);
 // fsyncs `path` (file) and renames it onto `target`, then fsyncs the directory.
 void commit_temp_file(const fs::path& temp, const fs::path& target);
 
+// True for a name that stays in the directory it is joined to: 1–255 bytes, no '/' or NUL, not "." or "..".
+// Names read from manifests (shards, sources) must pass it: a hostile manifest must not reach other files.
+bool is_plain_file_name(std::string_view name);
+
 // Read-only mmap of a whole file. Movable, not copyable.
 class MappedFile {
  public:
