@@ -220,7 +220,8 @@ AlignedStoreReader::AlignedStoreReader(const fs::path& dir, std::optional<std::s
       const fs::path side_path = sdir / side_file_name(shard.shard_index);
       const json side = read_side(side_path);
       with_json_errors(side_path.string(), [&] {
-        for (const json& pair : side.at("chunk_ce")) ce[pair.at(0).get<uint64_t>()] = pair.at(1).get<float>();
+        for (const json& pair : side.at("chunk_ce"))
+          ce[require_integer<uint64_t>(pair.at(0), side_path.string() + ": chunk_ce id")] = pair.at(1).get<float>();
       });
     }
     FUSELLM_CHECK(ce.size() == readers_.back().num_records(), "{}: side files hold {} chunk CEs for {} records",
@@ -234,7 +235,11 @@ size_t AlignedStoreReader::num_records() const { return readers_.empty() ? 0 : r
 AlignedRecordView AlignedStoreReader::record(size_t source, uint64_t chunk_id) const {
   FUSELLM_CHECK(source < readers_.size(), "{}: no source {}", dir_.string(), source);
   AlignedRecordView view{readers_[source].record(chunk_id), 0.0f, manifest_.target_vocab};
-  view.chunk_ce = chunk_ce_[source].at(chunk_id);
+  // The side files' ids are checked in number only at open: one may name a chunk the shards do not hold.
+  const auto ce = chunk_ce_[source].find(chunk_id);
+  FUSELLM_CHECK(ce != chunk_ce_[source].end(), "{}: the side files hold no chunk CE for chunk {}",
+                aligned_source_dir(dir_, manifest_.sources[source].name).string(), chunk_id);
+  view.chunk_ce = ce->second;
   return view;
 }
 

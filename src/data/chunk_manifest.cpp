@@ -7,6 +7,7 @@
 
 #include "fusellm/data/chunk_dataset.hpp"
 #include "fusellm/util/error.hpp"
+#include "fusellm/util/json.hpp"
 #include "fusellm/util/fs.hpp"
 
 namespace fusellm::data {
@@ -152,7 +153,7 @@ static ChunkManifest parse_chunk_manifest(const json& doc, const std::string& so
   m.totals.forced_cuts = totals.get<uint64_t>("forced_cuts");
   m.totals.text_bytes = totals.get<uint64_t>("text_bytes");
   if (totals.has("max_tokens") && totals.raw()["max_tokens"].is_object())
-    for (const auto& [hash, n] : totals.raw()["max_tokens"].items()) m.totals.max_tokens.emplace_back(hash, n.get<int64_t>());
+    for (const auto& [hash, n] : totals.raw()["max_tokens"].items()) m.totals.max_tokens.emplace_back(hash, require_integer<int64_t>(n, source + ": totals.max_tokens"));
   FUSELLM_CHECK(doc.contains("shards") && doc["shards"].is_array(), "{}: missing array 'shards'", source);
   for (size_t i = 0; i < doc["shards"].size(); ++i) {
     JsonView v(doc["shards"][i], source, fmt::format("shards[{}]", i));

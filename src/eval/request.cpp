@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include "fusellm/util/error.hpp"
+#include "fusellm/util/json.hpp"
 
 namespace fusellm::eval {
 
@@ -54,7 +55,7 @@ Result Result::from_json(const json& j) {
   Result r;
   r.logprob = j.at("logprob").get<double>();
   r.is_greedy = j.at("is_greedy").get<bool>();
-  r.tokens = j.at("tokens").get<int64_t>();
+  r.tokens = require_integer<int64_t>(j.at("tokens"), "result: tokens");
   r.text = j.value("text", std::string());
   r.truncated = j.value("truncated", false);
   return r;

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "fusellm/util/error.hpp"
+#include "fusellm/util/json.hpp"
 
 namespace fusellm::train {
 
@@ -60,8 +61,8 @@ void EpochOrder::restore(const json& position) {
                     position.value("seed", uint64_t(0)) == seed_,
                 "loader position {} does not match this {} data ({} sequences, seed {}): the data or the seed "
                 "changed since the checkpoint", position.dump(), kind_, n_, seed_);
-  epoch_ = position.at("epoch").get<int64_t>();
-  cursor_ = position.at("cursor").get<int64_t>();
+  epoch_ = require_integer<int64_t>(position.at("epoch"), "loader position: epoch");
+  cursor_ = require_integer<int64_t>(position.at("cursor"), "loader position: cursor");
   build();
 }
 

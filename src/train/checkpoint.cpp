@@ -158,8 +158,8 @@ TrainState load_train_state_checked(const fs::path& checkpoint_dir) {
   // Checkpoints written before the file table existed have none; every later one is verified whole.
   if (meta.contains("files")) verify_file_table(checkpoint_dir, meta["files"], meta_path.string());
   TrainState state;
-  state.step = meta.at("step").get<int64_t>();
-  state.total_steps = meta.at("total_steps").get<int64_t>();
+  state.step = require_integer<int64_t>(meta.at("step"), meta_path.string() + ": step");
+  state.total_steps = require_integer<int64_t>(meta.at("total_steps"), meta_path.string() + ": total_steps");
   state.loader_position = meta.at("loader");
   state.config = meta.value("config", json());
   state.zero = meta.value("zero", json());

@@ -8,6 +8,7 @@
 
 #include "fusellm/io/checkpoint.hpp"
 #include "fusellm/util/error.hpp"
+#include "fusellm/util/json.hpp"
 #include "fusellm/util/fs.hpp"
 
 namespace fusellm::train {
@@ -35,7 +36,8 @@ class ShardedSource : public OptimizerStateSource {
                       manifest.string(), file);
         shards_.push_back({file, shard.at("xxh3").get<std::string>(), nullptr});
         for (const json& s : shard.at("slices")) {
-          const int64_t offset = s.at(1).get<int64_t>(), length = s.at(2).get<int64_t>();
+          const std::string what = manifest.string() + ": \"zero\": slice";
+          const int64_t offset = require_integer<int64_t>(s.at(1), what), length = require_integer<int64_t>(s.at(2), what);
           // read() adds them: a negative or overflowing pair would index outside the stored tensor.
           FUSELLM_CHECK(offset >= 0 && length >= 0 && offset <= INT64_MAX - length,
                         "{}: \"zero\": slice of '{}' at offset {} with length {} is out of range", manifest.string(),

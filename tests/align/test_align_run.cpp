@@ -312,6 +312,24 @@ TEST_F(AlignRunTest, ManifestWithMissingOrMistypedKeysIsAnErrorNamingIt) {
       EXPECT_NE(std::string(e.what()).find("sources"), std::string::npos) << e.what();
     }
   }
+  write_file_atomic(manifest, good.dump());
+  // Fuzzing found a side file naming a chunk its shards do not hold (as many CEs as records, other ids):
+  // std::map::at escaped from record(). Now an Error naming the source directory and the chunk.
+  const fs::path side = root_ / "keys" / "sources" / "neox" / "side-00000.json";
+  json doc = json::parse(read_file(side));
+  const uint64_t moved = doc["chunk_ce"][0][0].get<uint64_t>();
+  doc["chunk_ce"][0][0] = 999999;
+  write_file_atomic(side, doc.dump());
+  const AlignedStoreReader reader(root_ / "keys");
+  size_t neox = 0;
+  while (reader.manifest().sources[neox].name != "neox") ++neox;
+  try {
+    (void)reader.record(neox, moved);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sources/neox: the side files hold no chunk CE for chunk " + std::to_string(moved)),
+              std::string::npos) << e.what();
+  }
 }
 
 TEST_F(AlignRunTest, ConfigDrivenRunAndCliMatchTheDirectJob) {

@@ -154,6 +154,8 @@ TEST(Checkpoint, HostileLatestPointerAndZeroShardTableAreRefused) {
   TrainState zero = s;
   for (const json& shards : {json::parse(R"([{"file": "x.safetensors", "xxh3": "0", "slices": [["w", 9223372036854775807, 2]]}])"),
                              json::parse(R"([{"file": "x.safetensors", "xxh3": "0", "slices": [["w", -4, 2]]}])"),
+                             // found by fuzzing: a float offset was an undefined float-to-integer cast
+                             json::parse(R"([{"file": "x.safetensors", "xxh3": "0", "slices": [["w", 9.2e61, 2]]}])"),
                              json::parse(R"([{"file": "../../model.safetensors", "xxh3": "0", "slices": []}])")}) {
     zero.zero = {{"stage", 1}, {"world_size", 1}, {"shards", shards}};
     try {

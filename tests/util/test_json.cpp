@@ -43,6 +43,36 @@ TEST(Json, NumberOverflowAndLibraryTypeErrorsAreErrorsNamingTheFile) {
   }
 }
 
+// Found by fuzzing the ZeRO shard table: a raw get<int64_t>() of 9e61 is an undefined float-to-integer cast
+// (UBSan); -1 read as unsigned wraps. Integers are checked for kind and range before they are converted.
+TEST(Json, IntegersAreCheckedForKindAndRange) {
+  EXPECT_EQ(json_integer<int64_t>(json(-3)), -3);
+  EXPECT_EQ(json_integer<uint64_t>(json(UINT64_MAX)), UINT64_MAX);
+  EXPECT_EQ(json_integer<int32_t>(json(INT32_MIN)), INT32_MIN);
+  EXPECT_FALSE(json_integer<int64_t>(json(9e61)));
+  EXPECT_FALSE(json_integer<int64_t>(json(2.0)));  // a float, even a whole one: the writer wrote integers
+  EXPECT_FALSE(json_integer<int64_t>(json(UINT64_MAX)));
+  EXPECT_FALSE(json_integer<uint64_t>(json(-1)));
+  EXPECT_FALSE(json_integer<int32_t>(json(int64_t(1) << 31)));
+  EXPECT_FALSE(json_integer<int64_t>(json("7")));
+  try {
+    require_integer<int64_t>(json(9.2e61), "state.json: step");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "state.json: step: expected an integer in [-9223372036854775808, 9223372036854775807], got 9.2e+61");
+  }
+  const json j = json::parse(R"({"chunks": -1, "n": 3000000000})");
+  JsonView v(j, "manifest.json");
+  try {
+    v.get<uint64_t>("chunks");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "manifest.json: key 'chunks': expected an integer in [0, 18446744073709551615], got -1");
+  }
+  EXPECT_THROW(v.get<int32_t>("n"), Error);
+  EXPECT_EQ(v.get<int64_t>("n"), 3000000000);
+}
+
 TEST(Fs, AtomicWriteReplacesWholeFile) {
   auto dir = test::scratch_dir("fs_atomic");
   write_file_atomic(dir / "f.txt", "first");

@@ -3,8 +3,11 @@
 // name the file and the key path ("config.json: key 'hidden_size': expected an integer, got string").
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "fusellm/util/error.hpp"
 #include "fusellm/util/fs.hpp"
@@ -28,6 +31,35 @@ auto with_json_errors(const std::string& source, Body&& body) -> decltype(body()
   } catch (const json::exception& e) {
     fail("{}: malformed: {}", source, e.what());
   }
+}
+
+// `v` as the integer type T, or nullopt when it is not an integer or does not fit T. A raw get<T>() is no
+// check: on a float such as 9e61 it is an undefined float-to-integer cast (UBSan, fuzzing the ZeRO shard
+// table), on -1 into an unsigned type a silent wrap.
+template <typename T>
+std::optional<T> json_integer(const json& v) {
+  static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool>);
+  using Limits = std::numeric_limits<T>;
+  if (v.is_number_unsigned()) {
+    const uint64_t x = v.get<uint64_t>();
+    if (x <= static_cast<uint64_t>(Limits::max())) return static_cast<T>(x);
+  } else if (v.is_number_integer()) {
+    const int64_t x = v.get<int64_t>();
+    if constexpr (std::is_signed_v<T>) {
+      if (x >= static_cast<int64_t>(Limits::min()) && x <= static_cast<int64_t>(Limits::max())) return static_cast<T>(x);
+    } else if (x >= 0 && static_cast<uint64_t>(x) <= static_cast<uint64_t>(Limits::max())) {
+      return static_cast<T>(x);
+    }
+  }
+  return std::nullopt;
+}
+
+// json_integer, failing with "<what>: expected an integer in [min, max], got <value>".
+template <typename T>
+T require_integer(const json& v, const std::string& what) {
+  if (const std::optional<T> x = json_integer<T>(v)) return *x;
+  fail("{}: expected an integer in [{}, {}], got {}", what, std::numeric_limits<T>::min(), std::numeric_limits<T>::max(),
+       v.is_number() ? v.dump() : std::string(v.type_name()));
 }
 
 // A JSON object together with where it came from, so look-ups can say which file and key is wrong.
@@ -67,6 +99,7 @@ class JsonView {
         if (!v.is_boolean()) throw std::invalid_argument("a boolean");
       } else if constexpr (std::is_integral_v<T>) {
         if (!v.is_number_integer()) throw std::invalid_argument("an integer");
+        if (!json_integer<T>(v)) return require_integer<T>(v, fmt::format("{}: key '{}'", source_, key_path(key)));
       } else if constexpr (std::is_floating_point_v<T>) {
         if (!v.is_number()) throw std::invalid_argument("a number");
       } else if constexpr (std::is_same_v<T, std::string>) {
